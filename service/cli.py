@@ -1,0 +1,228 @@
+"""The `backlog-sync` command: serve, sync, backlog, check-config, db, sandbox and demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.config import AppConfig, ConfigError, Settings, configured_secrets, load_config
+
+app = typer.Typer(help="Syncs marketing backlogs (Jira, Trello, Asana) with priority scores and GA4 KPIs.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $BACKLOG_SYNC_CONFIG or ./backlog-sync.yaml)."),
+]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _config(path: Path | None, *, check_secrets: bool = True) -> AppConfig:
+    path = path or _settings().backlog_sync_config
+    try:
+        return load_config(path, check_secrets=check_secrets)
+    except ConfigError as exc:
+        err.print(f"[red]The configuration has {len(exc.problems)} problem(s):[/red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _engine(settings: Settings, *, require_migrated: bool = True) -> Any:
+    from service.db import NotMigratedError, check_migrated, make_engine
+
+    engine = make_engine(settings.database_url)
+    if require_migrated:
+        try:
+            check_migrated(engine)
+        except NotMigratedError as exc:
+            err.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(3) from None
+    return engine
+
+
+def _setup_logs(settings: Settings, config: AppConfig | None, fmt: str | None = None) -> None:
+    from service.logs import register_secrets, setup_logging
+
+    setup_logging(settings.log_level, fmt or settings.log_format)
+    if config is not None:
+        register_secrets(configured_secrets(config))
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validates the config file: every problem is named with its file and key path."""
+    loaded = _config(config)
+    console.print(f"[green]OK[/green]: {len(loaded.sources)} source(s), {len(loaded.objectives)} objective(s).")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Applies the database migrations (SQLite file by default, PostgreSQL by DATABASE_URL)."""
+    from service.db import redact_url, upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"Database {redact_url(settings.database_url)} is at migration {revision}.", highlight=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Prints the database's migration and the newest one."""
+    from service.db import current_revision, head_revision
+
+    engine = _engine(_settings(), require_migrated=False)
+    console.print(f"current: {current_revision(engine)}  head: {head_revision()}")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: str = typer.Option("0.0.0.0", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Runs the daemon: scheduled syncs, the outbox worker, webhooks and the admin API."""
+    import uvicorn
+
+    from service.api import create_app
+
+    settings = _settings()
+    loaded = _config(config)
+    _setup_logs(settings, loaded)
+    engine = _engine(settings)
+    try:
+        web = create_app(settings=settings, config=loaded, engine=engine, start_scheduler=settings.run_scheduler)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    uvicorn.run(web, host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def sync(
+    config: ConfigOption = None,
+    source: Annotated[str | None, typer.Option(help="Only this source (default: all).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Read everything instead of changes since the cursor.")] = False,
+    write: Annotated[bool, typer.Option(help="Send the planned writes now.")] = True,
+) -> None:
+    """Syncs sources now, with a progress bar, then sends the planned writes."""
+    from service.outbox import OutboxWorker
+    from service.sync import SyncService
+
+    settings = _settings()
+    loaded = _config(config)
+    _setup_logs(settings, loaded, fmt="text")
+    engine = _engine(settings)
+    names = [source] if source else [s.name for s in loaded.sources]
+    if source and loaded.source(source) is None:
+        err.print(f"[red]No source named {source!r}; configured: {', '.join(s.name for s in loaded.sources)}[/red]")
+        raise typer.Exit(2)
+    service = SyncService(engine=engine, config=loaded)
+    failed = False
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} items"),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+        for name in names:
+            task = progress.add_task(f"sync {name}", total=None)
+            result = service.run(name, mode="full" if full else "incremental", trigger="cli",
+                                 progress=lambda n, t=task: progress.update(t, completed=n))
+            progress.update(task, total=result.items_seen, completed=result.items_seen)
+            if result.status != "succeeded":
+                failed = True
+                err.print(f"[red]sync of {name} failed:[/red] {result.error}", highlight=False)
+            else:
+                console.print(f"{name}: {result.items_seen} seen, {result.items_changed} changed, "
+                              f"{result.items_removed} removed, {result.writes_planned} writes planned")
+    if write:
+        drained = OutboxWorker(engine=engine, sync_service=service).drain()
+        console.print(f"writes: {drained.sent} sent, {drained.failed} failed, {drained.deferred} deferred")
+        for line in drained.errors[:10]:
+            err.print(f"  {line}", highlight=False, markup=False)
+    service.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backlog(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option(help="How many rows.")] = 30,
+) -> None:
+    """Prints the ranked backlog."""
+    settings = _settings()
+    engine = _engine(settings)
+    print_backlog(engine, source=source, limit=limit)
+
+
+def print_backlog(engine: Any, *, source: str | None = None, limit: int = 30) -> None:
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from service.tables import ItemRow
+
+    with Session(engine) as db:
+        query = select(ItemRow)
+        if source:
+            query = query.where(ItemRow.source == source)
+        rows = list(db.execute(query.order_by(ItemRow.source, ItemRow.rank.is_(None), ItemRow.rank,
+                                              ItemRow.external_id).limit(limit)).scalars())
+    table = Table(title="Ranked marketing backlog", show_lines=False)
+    for column in ("source", "rank", "key", "title", "type", "status", "method", "score", "quadrant", "problems"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        problems = list(row.problems or []) + list(row.score_problems or [])
+        table.add_row(
+            row.source, "" if row.rank is None else str(row.rank), row.key or row.external_id, row.title[:60],
+            row.item_type, row.status, row.method or "", "" if row.score is None else f"{row.score:.2f}",
+            row.quadrant or "", "; ".join(p.get("reason", "") for p in problems[:2])[:70],
+        )
+    console.print(table)
+
+
+@app.command("sandbox")
+def sandbox_cmd(
+    tool: Annotated[str, typer.Option(help="jira, trello, asana or ga4.")] = "jira",
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8081,
+) -> None:
+    """Runs one emulated tool on 127.0.0.1 (for trying the service without a real account)."""
+    import importlib
+
+    import uvicorn
+
+    module = importlib.import_module(f"sandbox.{tool}")
+    uvicorn.run(module.create_app(), host="127.0.0.1", port=port, log_level="warning")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the daemon.")] = 8000,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its SQLite file and config.")] = Path(".demo"),
+    keep_running: Annotated[bool, typer.Option(help="Keep the daemon running until Ctrl-C.")] = True,
+) -> None:
+    """Starts the sandbox tools and the daemon on a fresh SQLite file, syncs, and shows the ranked backlog."""
+    from service.demo import run_demo
+
+    sys.exit(run_demo(port=port, workdir=workdir, keep_running=keep_running, console=console))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

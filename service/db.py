@@ -1,0 +1,99 @@
+"""Database engine, sessions and migrations: SQLite file by default, PostgreSQL by DATABASE_URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class NotMigratedError(RuntimeError):
+    """The database is missing tables or migrations; the message says which command fixes it."""
+
+
+def normalise_url(url: str) -> str:
+    """Uses psycopg 3 for postgresql:// URLs (SQLAlchemy's default driver would be psycopg2)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """Creates an engine; SQLite gets WAL and a busy timeout so the daemon and the CLI can share it."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001, ANN202
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """Yields a session that commits on success and rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Applies the migrations up to `revision` (the `backlog-sync db upgrade` command)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def check_migrated(engine: Engine) -> None:
+    """Raises NotMigratedError unless the database is at the newest migration."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current != head:
+        where = redact_url(str(engine.url))
+        state = "has no backlog-sync tables" if current is None else f"is at migration {current}, not {head}"
+        raise NotMigratedError(
+            f"The database {where} {state}. Run `backlog-sync db upgrade` (with the same DATABASE_URL) first."
+        )
+
+
+def redact_url(url: str) -> str:
+    """Hides the password in a database URL."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is shown without its credentials part
+        return url.split("@")[-1]

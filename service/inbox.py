@@ -1,0 +1,296 @@
+"""The webhook inbox: deliveries are verified, stored, acknowledged, then processed once by a worker.
+
+A burst of events for one item inside the debounce window becomes one refresh of that item, and events
+that only echo our own writes (same field, same value as the write log) cause no refresh and no write."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from connectors.base import AuthError, ConnectorError, WebhookEvent
+from service.db import session_scope
+from service.outbox import WORKER_ID, OutboxWorker
+from service.planning import plan_writes, same_value
+from service.registry import profile_for, tool_for
+from service.scoring_job import rescore_source
+from service.sync import SyncService, remove_items, upsert_items
+from service.tables import InboxRow, WriteLogRow, utcnow
+
+log = logging.getLogger("backlog_sync.inbox")
+
+CLAIM_SECONDS = 120
+ECHO_WINDOW = timedelta(hours=6)  # how long a write of ours is remembered for echo detection
+
+
+@dataclass
+class StoreResult:
+    stored: bool  # False: the same delivery was already in the inbox
+    inbox_id: int | None
+
+
+def delivery_key(delivery_id: str | None, body: bytes) -> str:
+    """Uses the tool's delivery id when it sends one, else a hash of the body."""
+    if delivery_id:
+        return delivery_id[:200]
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def store_delivery(engine: Engine, *, source: str, delivery_id: str, body: bytes) -> StoreResult:
+    """Persists a verified delivery; the same delivery twice is stored (and so processed) once."""
+    try:
+        with session_scope(engine) as db:
+            row = InboxRow(source=source, delivery_id=delivery_id, body=body.decode("utf-8", "replace"))
+            db.add(row)
+            db.flush()
+            return StoreResult(stored=True, inbox_id=row.id)
+    except IntegrityError:
+        return StoreResult(stored=False, inbox_id=None)
+
+
+@dataclass
+class InboxStats:
+    processed: int = 0
+    refreshed_items: int = 0
+    echoes_ignored: int = 0
+    removed_items: int = 0
+    failed: int = 0
+    latencies: list[float] = field(default_factory=list)  # intake -> processed, seconds
+
+
+class InboxWorker:
+    """Claims due deliveries, refreshes the items they name, rescoring and writing back what changed."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        sync_service: SyncService,
+        outbox: OutboxWorker,
+        debounce_seconds: float = 0.25,
+        on_processed: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sync = sync_service
+        self.outbox = outbox
+        self.debounce = timedelta(seconds=debounce_seconds)
+        self.wake = threading.Event()
+        self.stats = InboxStats()
+        self._on_processed = on_processed
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="inbox-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.wake.wait(timeout=1.0)
+            self.wake.clear()
+            if self._stop.is_set():
+                return
+            # Let the debounce window pass so a burst is handled as one refresh.
+            time.sleep(self.debounce.total_seconds())
+            try:
+                while self.process_due() and not self._stop.is_set():
+                    pass
+            except Exception:  # a broken batch stays claimed and is retried when its claim expires
+                log.exception("inbox processing failed")
+
+    # -- processing ---------------------------------------------------------------------------------
+
+    def claim(self, *, limit: int = 500) -> list[InboxRow]:
+        now = utcnow()
+        with session_scope(self.engine) as db:
+            query = (
+                select(InboxRow)
+                .where(
+                    or_(
+                        (InboxRow.status == "pending")
+                        & (InboxRow.received_at <= now - self.debounce)
+                        & (InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now)),
+                        (InboxRow.status == "processing") & (InboxRow.claimed_until < now),
+                    )
+                )
+                .order_by(InboxRow.id)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(db.execute(query).scalars())
+            for row in rows:
+                row.status = "processing"
+                row.claimed_by = WORKER_ID
+                row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+                row.attempts += 1
+            return rows
+
+    def process_due(self) -> int:
+        """Processes one batch of due deliveries; returns how many it handled."""
+        rows = self.claim()
+        if not rows:
+            return 0
+        by_source: dict[str, list[InboxRow]] = defaultdict(list)
+        for row in rows:
+            by_source[row.source].append(row)
+        for source_name, source_rows in by_source.items():
+            self._process_source(source_name, source_rows)
+        return len(rows)
+
+    def _process_source(self, source_name: str, rows: list[InboxRow]) -> None:
+        source = self.sync.config.source(source_name)
+        if source is None:
+            self._finish(rows, "ignored", "the source is no longer configured")
+            return
+        try:
+            connector = self.sync.connector(source_name)
+            events: list[WebhookEvent] = []
+            for row in rows:
+                events.extend(connector.parse_webhook(row.body.encode("utf-8")))  # type: ignore[attr-defined]
+            refresh, deleted, echoes = self._classify(source_name, events)
+            refreshed = self._refresh(source_name, refresh) if refresh else 0
+            removed = 0
+            if deleted:
+                with session_scope(self.engine) as db:
+                    removed = remove_items(db, source_name, sorted(deleted))
+            if refreshed or removed:
+                rescore_source(self.engine, source)
+                plan_writes(self.engine, source)
+        except AuthError as exc:
+            self._release(rows, f"needs new credentials: {exc}")
+            return
+        except ConnectorError as exc:
+            self._release(rows, str(exc))
+            return
+        except Exception as exc:  # malformed stored body or a mapping bug: keep the row, say why
+            log.exception("processing webhook deliveries of %s failed", source_name)
+            self._finish(rows, "failed", f"{type(exc).__name__}: {exc}")
+            self.stats.failed += len(rows)
+            return
+        outcome = f"refreshed {len(refresh)}, removed {len(deleted)}, ignored {echoes} echoes of our writes"
+        self._finish(rows, "done", outcome)
+        self.stats.refreshed_items += len(refresh)
+        self.stats.removed_items += len(deleted)
+        self.stats.echoes_ignored += echoes
+        if refreshed or removed:
+            self.outbox.drain(source=source_name)
+
+    def _classify(self, source_name: str, events: list[WebhookEvent]) -> tuple[set[str], set[str], int]:
+        refresh: set[str] = set()
+        deleted: set[str] = set()
+        echoes = 0
+        own = self._own_field_names(source_name)
+        for event in events:
+            if event.external_id is None:
+                continue
+            if event.deleted:
+                deleted.add(event.external_id)
+                refresh.discard(event.external_id)
+                continue
+            if event.external_id in deleted:
+                continue
+            if self._is_echo(source_name, event, own):
+                echoes += 1
+                continue
+            refresh.add(event.external_id)
+        return refresh, deleted, echoes
+
+    def _own_field_names(self, source_name: str) -> dict[str, str]:
+        """Maps every name or id the tool uses for our owned fields to the logical field."""
+        source = self.sync.source_config(source_name)
+        profile = profile_for(source)
+        context = self.sync.context(source_name)
+        return tool_for(source.kind).owned_field_names(profile=profile, context=context)
+
+    def _is_echo(self, source_name: str, event: WebhookEvent, own: dict[str, str]) -> bool:
+        """True when every change in the event is one of our fields set to a value we wrote."""
+        if not event.changed_fields:
+            return False
+        logical = [own.get(name) for name in event.changed_fields]
+        if any(f is None for f in logical):
+            return False  # at least one change is the user's
+        since = utcnow() - ECHO_WINDOW
+        with session_scope(self.engine) as db:
+            written = list(db.execute(
+                select(WriteLogRow.field, WriteLogRow.value).where(
+                    WriteLogRow.source == source_name,
+                    WriteLogRow.external_id == event.external_id,
+                    WriteLogRow.written_at >= since,
+                )
+            ).all())
+        if not written:
+            return False
+        for name, logical_field in zip(event.changed_fields, logical, strict=True):
+            values = [value for f, value in written if f == logical_field]
+            if not values:
+                return False
+            if name in event.changes and not any(same_value(v, event.changes[name]) for v in values):
+                return False  # someone set our field to another value: treat it as a change to correct
+        return True
+
+    def _refresh(self, source_name: str, external_ids: set[str]) -> int:
+        source = self.sync.source_config(source_name)
+        connector = self.sync.connector(source_name)
+        context = self.sync.context(source_name)
+        tool = tool_for(source.kind)
+        profile = profile_for(source)
+        raws = connector.fetch(sorted(external_ids))
+        items = []
+        for raw in raws:
+            try:
+                items.append(tool.to_item(raw, source=source_name, profile=profile, context=context))
+            except ValueError as exc:
+                log.warning("skipped a %s record that cannot be mapped: %s", source.kind, exc)
+        found = {item.external_id for item in items}
+        with session_scope(self.engine) as db:
+            upsert_items(db, source_name, items)
+            # fetch() leaves out items that no longer exist (or left the scope): they leave the backlog.
+            remove_items(db, source_name, sorted(external_ids - found))
+        return len(items) + len(external_ids - found)
+
+    def _finish(self, rows: list[InboxRow], status: str, outcome: str) -> None:
+        now = utcnow()
+        with session_scope(self.engine) as db:
+            for row in rows:
+                stored = db.get(InboxRow, row.id)
+                if stored is None:
+                    continue
+                stored.status = status
+                stored.processed_at = now
+                stored.claimed_until = None
+                stored.outcome = outcome[:2000]
+                latency = (now - stored.received_at).total_seconds()
+                self.stats.latencies.append(latency)
+                if self._on_processed is not None:
+                    self._on_processed(stored.source, latency)
+        self.stats.processed += len(rows)
+
+    def _release(self, rows: list[InboxRow], reason: str) -> None:
+        with session_scope(self.engine) as db:
+            for row in rows:
+                stored = db.get(InboxRow, row.id)
+                if stored is None:
+                    continue
+                stored.status = "pending" if stored.attempts < 10 else "failed"
+                # A pending row with a claim in the future is not due before then (back-off).
+                stored.claimed_until = utcnow() + timedelta(seconds=min(600, 5 * 2 ** stored.attempts))
+                stored.outcome = reason[:2000]

@@ -1,0 +1,186 @@
+"""The outbox worker: claims planned writes, sends them through the connectors (rate-limited, retried by the
+connector's policy), and records what the tool now holds so the same value is never written twice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.engine import Engine
+
+from connectors.base import AuthError, FatalError, RanksNatively, RetriableError, SkippableError
+from service.db import session_scope
+from service.registry import profile_for, tool_for
+from service.tables import ItemRow, OutboxRow, SourceRow, SourceState, WriteLogRow, utcnow
+
+log = logging.getLogger("backlog_sync.outbox")
+
+CLAIM_SECONDS = 300
+MAX_ATTEMPTS = 8
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    calls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def claim(engine: Engine, *, limit: int, source: str | None = None) -> list[OutboxRow]:
+    """Claims due pending writes (and writes whose claim expired) for this worker, skipping locked rows."""
+    now = utcnow()
+    with session_scope(engine) as db:
+        query = (
+            select(OutboxRow)
+            .where(
+                or_(
+                    (OutboxRow.status == "pending") & (OutboxRow.next_attempt_at <= now),
+                    (OutboxRow.status == "sending") & (OutboxRow.claimed_until < now),
+                )
+            )
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        if source is not None:
+            query = query.where(OutboxRow.source == source)
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = list(db.execute(query).scalars())
+        for row in rows:
+            row.status = "sending"
+            row.claimed_by = WORKER_ID
+            row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+            row.attempts += 1
+        return rows
+
+
+class OutboxWorker:
+    """Drains the outbox through the connectors of a SyncService (which owns the connectors)."""
+
+    def __init__(self, *, engine: Engine, sync_service: Any) -> None:
+        self.engine = engine
+        self.sync = sync_service
+
+    def drain(self, *, limit: int = 1000, source: str | None = None) -> DrainResult:
+        """Sends claimed writes, one vendor call per item for its field writes; returns what happened."""
+        result = DrainResult()
+        while True:
+            rows = claim(self.engine, limit=limit, source=source)
+            if not rows:
+                return result
+            by_item: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
+            for row in rows:
+                by_item[(row.source, row.external_id)].append(row)
+            paused: set[str] = set()
+            for (source_name, external_id), item_rows in by_item.items():
+                if source_name in paused or self.sync.config.source(source_name) is None:
+                    self._release(item_rows, "the source is paused or no longer configured", retry=True)
+                    result.deferred += len(item_rows)
+                    continue
+                try:
+                    self._send(source_name, external_id, item_rows)
+                    result.calls += 1
+                    result.sent += len(item_rows)
+                except AuthError as exc:
+                    paused.add(source_name)
+                    self._pause_source(source_name, SourceState.NEEDS_CREDENTIALS, f"needs new credentials: {exc}")
+                    self._release(item_rows, str(exc), retry=True)
+                    result.deferred += len(item_rows)
+                except RetriableError as exc:
+                    self._release(item_rows, str(exc), retry=True)
+                    result.deferred += len(item_rows)
+                except (SkippableError, FatalError, ValueError, KeyError) as exc:
+                    # One item's write failed for a reason of its own (e.g. field rejected): record it.
+                    self._release(item_rows, str(exc), retry=False)
+                    result.failed += len(item_rows)
+                    result.errors.append(f"{source_name}/{external_id}: {exc}")
+                    log.warning("write to %s %s failed: %s", source_name, external_id, exc)
+            if len(rows) < limit:
+                return result
+
+    def _send(self, source_name: str, external_id: str, rows: list[OutboxRow]) -> None:
+        source = self.sync.source_config(source_name)
+        tool = tool_for(source.kind)
+        connector = self.sync.connector(source_name)
+        context = self.sync.context(source_name)
+        profile = profile_for(source)
+        fields = {row.field: row.value for row in rows if row.field in ("score", "rank", "kpi_result")}
+        comments = [row for row in rows if row.field == "comment"]
+        native = [row for row in rows if row.field == "native_rank"]
+        if fields:
+            with session_scope(self.engine) as db:
+                item = db.execute(
+                    select(ItemRow).where(ItemRow.source == source_name, ItemRow.external_id == external_id)
+                ).scalar_one_or_none()
+                extra = dict(item.extra) if item is not None else {}
+            payload = tool.write_payload(fields, profile=profile, context=context, extra=extra)
+            connector.update_item(external_id, payload)
+        for row in comments:
+            connector.add_comment(external_id, tool.mapping.comment_body(str(row.value)))
+        for row in native:
+            if isinstance(connector, RanksNatively):
+                failures = connector.rank(list(row.value or []))
+                if failures:
+                    row.last_error = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:20])
+        self._mark_sent(source_name, external_id, rows, fields)
+
+    def _mark_sent(self, source_name: str, external_id: str, rows: list[OutboxRow], fields: dict[str, Any]) -> None:
+        now = utcnow()
+        with session_scope(self.engine) as db:
+            for row in rows:
+                stored = db.get(OutboxRow, row.id)
+                if stored is not None:
+                    stored.status = "sent"
+                    stored.sent_at = now
+                    stored.claimed_until = None
+                    stored.last_error = row.last_error
+            if fields:
+                item = db.execute(
+                    select(ItemRow).where(ItemRow.source == source_name, ItemRow.external_id == external_id)
+                ).scalar_one_or_none()
+                if item is not None:
+                    # The tool now holds these values: the next plan compares against them.
+                    item.remote_values = {**(item.remote_values or {}), **fields}
+                record_writes(db, source_name, external_id, fields)
+
+    def _release(self, rows: list[OutboxRow], error: str, *, retry: bool) -> None:
+        now = utcnow()
+        with session_scope(self.engine) as db:
+            for row in rows:
+                stored = db.get(OutboxRow, row.id)
+                if stored is None:
+                    continue
+                stored.last_error = error[:2000]
+                stored.claimed_until = None
+                if retry and stored.attempts < MAX_ATTEMPTS:
+                    stored.status = "pending"
+                    stored.next_attempt_at = now + timedelta(seconds=min(3600, 5 * 2 ** stored.attempts))
+                else:
+                    stored.status = "failed"
+
+    def _pause_source(self, name: str, state: str, reason: str) -> None:
+        with session_scope(self.engine) as db:
+            row = db.get(SourceRow, name)
+            if row is not None:
+                if row.state != state:
+                    log.error("writes to %s stopped: %s", name, reason, extra={"source": name})
+                row.state = state
+                row.last_error = reason[:2000]
+                row.last_error_at = utcnow()
+        self.sync.forget_connector(name)
+
+
+def record_writes(db: Any, source: str, external_id: str, fields: dict[str, Any]) -> None:
+    """Remembers the values we wrote (item, field, value, time), so their webhook echoes are recognised."""
+    for name, value in fields.items():
+        db.add(WriteLogRow(source=source, external_id=external_id, field=name, value=value))

@@ -1,0 +1,73 @@
+"""Write planning: compare what we want each owned field to hold with what the tool last held, and queue
+only the differences in the outbox."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from service.config import SourceConfig
+from service.db import session_scope
+from service.registry import owned_fields
+from service.tables import ItemRow, OutboxRow
+
+SCORE_DECIMALS = 2
+
+
+def same_value(desired: Any, remote: Any) -> bool:
+    """Tells whether the tool already holds the desired value (numbers compared to the written precision)."""
+    if desired is None or remote is None:
+        return desired is None and (remote is None or remote == "")
+    if isinstance(desired, int | float) and not isinstance(desired, bool):
+        try:
+            remote_number = float(remote)
+        except (TypeError, ValueError):
+            return False
+        return math.isclose(float(desired), remote_number, abs_tol=0.5 * 10**-SCORE_DECIMALS)
+    return str(desired) == str(remote)
+
+
+def desired_values(row: ItemRow) -> dict[str, Any]:
+    return {"score": None if row.score is None else round(row.score, SCORE_DECIMALS), "rank": row.rank}
+
+
+def plan_writes(engine: Engine, source: SourceConfig) -> int:
+    """Queues writes for the owned fields whose desired value differs from the remote one; returns how many."""
+    fields = [f for f in owned_fields(source.write_back) if f in ("score", "rank")]
+    if not fields:
+        return 0
+    planned = 0
+    with session_scope(engine) as db:
+        pending: dict[tuple[str, str], OutboxRow] = {
+            (row.external_id, row.field): row
+            for row in db.execute(
+                select(OutboxRow).where(
+                    OutboxRow.source == source.name,
+                    OutboxRow.status == "pending",
+                    OutboxRow.field.in_(fields),
+                )
+            ).scalars()
+        }
+        rows = db.execute(
+            select(ItemRow.external_id, ItemRow.score, ItemRow.rank, ItemRow.remote_values)
+            .where(ItemRow.source == source.name)
+        )
+        for external_id, score, rank, remote_values in rows:
+            desired = {"score": None if score is None else round(score, SCORE_DECIMALS), "rank": rank}
+            remote = remote_values or {}
+            for field in fields:
+                queued = pending.get((external_id, field))
+                if same_value(desired[field], remote.get(field)):
+                    if queued is not None:  # the tool already holds it (set by hand, or by an earlier write)
+                        queued.status = "superseded"
+                    continue
+                if queued is not None:
+                    if same_value(desired[field], queued.value):
+                        continue
+                    queued.status = "superseded"
+                db.add(OutboxRow(source=source.name, external_id=external_id, field=field, value=desired[field]))
+                planned += 1
+    return planned

@@ -1,0 +1,67 @@
+"""Rescoring a source: compute every item's score with the source's method, rank them, store what changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Engine
+
+from mappings.model import ScoringInputs
+from service.config import SourceConfig
+from service.db import session_scope
+from service.scoring import rank, score_item
+from service.tables import ItemRow
+
+
+@dataclass(slots=True)
+class _Scorable:
+    """The part of a BacklogItem the scoring engine reads; slotted, so 100,000 of them stay small."""
+
+    source: str
+    external_id: str
+    key: str | None
+    inputs: ScoringInputs
+    due_date: date | None
+    created_at: datetime | None
+
+
+def rescore_source(engine: Engine, source: SourceConfig) -> int:
+    """Scores and ranks every item of a source; writes only rows whose result changed; returns that count."""
+    params = {"value_threshold": source.scoring.value_threshold, "effort_threshold": source.scoring.effort_threshold}
+    method = source.scoring.method
+    with session_scope(engine) as db:
+        rows = db.execute(
+            select(ItemRow.id, ItemRow.external_id, ItemRow.key, ItemRow.inputs, ItemRow.due_date,
+                   ItemRow.created_at, ItemRow.score, ItemRow.method, ItemRow.rank, ItemRow.quadrant,
+                   ItemRow.score_problems)
+            .where(ItemRow.source == source.name)
+        ).all()
+        current: dict[str, tuple[Any, ...]] = {}
+        pairs = []
+        for row_id, external_id, key, inputs, due, created, score, old_method, old_rank, quadrant, problems in rows:
+            inputs_model = ScoringInputs.model_construct(**(inputs or {}))
+            item = _Scorable(source.name, external_id, key, inputs_model, due, created)
+            pairs.append((item, score_item(item, method, **params)))  # type: ignore[arg-type]
+            current[external_id] = (row_id, score, old_method, old_rank, quadrant, problems or [])
+        changes = []
+        for scored in rank(pairs):  # type: ignore[arg-type]
+            row_id, score, old_method, old_rank, quadrant, problems = current[scored.external_id]
+            new = (
+                scored.score,
+                scored.method.value,
+                scored.rank,
+                scored.quadrant.value if scored.quadrant else None,
+                [p.model_dump(mode="json") for p in scored.problems],
+            )
+            if new != (score, old_method, old_rank, quadrant, problems):
+                changes.append({"row_id": row_id, "score": new[0], "method": new[1], "rank": new[2],
+                                "quadrant": new[3], "score_problems": new[4]})
+        if changes:
+            db.connection().execute(
+                update(ItemRow.__table__).where(ItemRow.__table__.c.id == bindparam("row_id")),
+                changes,
+            )
+        return len(changes)

@@ -1,0 +1,386 @@
+"""The sync engine: pull pages from a tool, map them, upsert them with the cursor in one transaction,
+score and rank, and plan the writes that differ from what the tool holds."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Engine
+
+from connectors.base import (
+    AuthError,
+    ConnectorError,
+    FatalError,
+    RetriableError,
+    RetryPolicy,
+    WorkItemSource,
+)
+from mappings.model import BacklogItem
+from service.config import AppConfig, SourceConfig
+from service.db import session_scope
+from service.logs import correlation_id
+from service.outbox import WORKER_ID
+from service.planning import plan_writes
+from service.registry import profile_for, tool_for
+from service.scoring_job import rescore_source
+from service.tables import ItemRow, OutboxRow, SourceRow, SourceState, SyncRun, utcnow
+
+log = logging.getLogger("backlog_sync.sync")
+
+ProgressCallback = Callable[[int], None]  # told the number of items seen so far
+
+
+LEASE_SECONDS = 120  # renewed with every page; a dead holder blocks the source for at most this long
+
+
+class SourceUnavailable(Exception):
+    """The source is paused (credentials or a fatal error) and a scheduled run was skipped."""
+
+
+class SourceBusy(SourceUnavailable):
+    """Another run (in this process or another replica) holds the source's lease, or ran this tick."""
+
+
+@dataclass
+class SyncResult:
+    run_id: int
+    status: str
+    items_seen: int
+    items_changed: int
+    items_removed: int
+    writes_planned: int
+    error: str | None = None
+
+
+def item_to_row_values(item: BacklogItem) -> dict[str, Any]:
+    """Returns the column values of an ItemRow for a mapped item (computed columns left alone)."""
+    return {
+        "key": item.key,
+        "url": item.url,
+        "title": item.title[:10_000],
+        "description": item.description,
+        "item_type": item.item_type.value,
+        "status": item.status.value,
+        "raw_status": (item.raw_status or None) and item.raw_status[:255],
+        "assignee": (item.assignee or None) and item.assignee[:255],
+        "labels": item.labels,
+        "sprint": (item.sprint or None) and item.sprint[:255],
+        "due_date": item.due_date,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+        "container": (item.container or None) and item.container[:255],
+        "story": item.story.model_dump(mode="json"),
+        "inputs": item.inputs.model_dump(mode="json"),
+        "problems": [p.model_dump(mode="json") for p in item.problems],
+        "extra": item.extra,
+        "content_hash": item.content_hash(),
+        "remote_values": item.remote_values,
+    }
+
+
+class SyncService:
+    """Runs syncs of configured sources against the database."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        config: AppConfig,
+        policy: RetryPolicy | None = None,
+        connector_factory: Callable[[SourceConfig], WorkItemSource] | None = None,
+        on_finished: Callable[[str, str, str, float, int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.policy = policy or RetryPolicy()
+        self._factory = connector_factory
+        self._on_finished = on_finished  # (source, mode, status, seconds, items) for metrics
+        self._connectors: dict[str, WorkItemSource] = {}
+        self._contexts: dict[str, dict[str, Any]] = {}
+
+    # -- connectors ---------------------------------------------------------------------------
+
+    def source_config(self, name: str) -> SourceConfig:
+        source = self.config.source(name)
+        if source is None:
+            raise KeyError(f"no source named {name!r} in the config")
+        return source
+
+    def connector(self, name: str) -> WorkItemSource:
+        """Gets (or builds) the connector of a source; reused between runs for its session and limiter."""
+        if name not in self._connectors:
+            source = self.source_config(name)
+            if self._factory is not None:
+                self._connectors[name] = self._factory(source)
+            else:
+                self._connectors[name] = tool_for(source.kind).build(source, self.policy)
+        return self._connectors[name]
+
+    def context(self, name: str, *, refresh: bool = False) -> dict[str, Any]:
+        """Gets the tool metadata the mapping needs (custom field names, lists...), read once per run."""
+        if refresh or name not in self._contexts:
+            self._contexts[name] = self.connector(name).describe()
+        return self._contexts[name]
+
+    def forget_connector(self, name: str) -> None:
+        connector = self._connectors.pop(name, None)
+        self._contexts.pop(name, None)
+        if connector is not None:
+            try:
+                connector.close()
+            except Exception:  # closing a broken connector must not hide the real error
+                log.debug("closing connector of %s failed", name, exc_info=True)
+
+    def close(self) -> None:
+        for name in list(self._connectors):
+            self.forget_connector(name)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def ensure_source_rows(self) -> None:
+        """Creates a sources row for every configured source (kind changes are refused)."""
+        with session_scope(self.engine) as db:
+            for source in self.config.sources:
+                row = db.get(SourceRow, source.name)
+                if row is None:
+                    db.add(SourceRow(name=source.name, kind=source.kind))
+                elif row.kind != source.kind:
+                    raise FatalError(
+                        f"source {source.name!r} was a {row.kind} source and is now configured as "
+                        f"{source.kind}; give it a new name instead"
+                    )
+
+    def run(
+        self,
+        name: str,
+        *,
+        mode: str = "incremental",
+        trigger: str = "cli",
+        progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Runs one sync of a source. Scheduled runs skip paused sources; manual runs retry them."""
+        source = self.source_config(name)
+        self.ensure_source_rows()
+        with session_scope(self.engine) as db:
+            state = db.get(SourceRow, name)
+            assert state is not None
+            if trigger == "schedule" and state.state in (SourceState.NEEDS_CREDENTIALS, SourceState.PAUSED):
+                raise SourceUnavailable(f"{name} is {state.state}: {state.last_error}")
+        # One sync per source at a time across replicas; a scheduled tick runs once, whoever takes it.
+        min_gap = source.schedule.interval_seconds * 0.8 if trigger == "schedule" else None
+        if not self._acquire_lease(name, min_gap=min_gap):
+            raise SourceBusy(f"{name} is being synced by another run, or was synced this tick")
+        try:
+            return self._run_leased(name, source, mode=mode, trigger=trigger, progress=progress)
+        finally:
+            self._release_lease(name)
+
+    def _acquire_lease(self, name: str, *, min_gap: float | None) -> bool:
+        now = utcnow()
+        free = (SourceRow.lease_expires_at.is_(None)) | (SourceRow.lease_expires_at < now) | (
+            SourceRow.lease_owner == WORKER_ID)
+        query = update(SourceRow).where(SourceRow.name == name, free)
+        if min_gap is not None:
+            query = query.where(
+                SourceRow.last_run_started_at.is_(None)
+                | (SourceRow.last_run_started_at < now - timedelta(seconds=min_gap))
+            )
+        with session_scope(self.engine) as db:
+            result = db.execute(query.values(lease_owner=WORKER_ID, last_run_started_at=now,
+                                             lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
+            return bool(result.rowcount)
+
+    def _release_lease(self, name: str) -> None:
+        with session_scope(self.engine) as db:
+            db.execute(update(SourceRow).where(SourceRow.name == name, SourceRow.lease_owner == WORKER_ID)
+                       .values(lease_owner=None, lease_expires_at=None))
+
+    def _run_leased(self, name: str, source: SourceConfig, *, mode: str, trigger: str,
+                    progress: ProgressCallback | None) -> SyncResult:
+        with session_scope(self.engine) as db:
+            state = db.get(SourceRow, name)
+            assert state is not None
+            if mode == "incremental" and state.runs_since_reconcile + 1 >= source.schedule.reconcile_every:
+                mode = "reconcile"
+            run = SyncRun(source=name, mode=mode, trigger=trigger)
+            db.add(run)
+            db.flush()
+            run_id = run.id
+            cursor = state.cursor
+        assert run_id is not None
+        token = correlation_id.set(f"sync-{name}-{run_id}-{uuid.uuid4().hex[:6]}")
+        started = time.monotonic()
+        counts = {"pages": 0, "items_seen": 0, "items_changed": 0, "items_removed": 0,
+                  "items_with_problems": 0, "writes_planned": 0}
+        try:
+            self._pull(name, source, cursor=None if mode == "full" else cursor, full=mode == "full",
+                       run_id=run_id, counts=counts, progress=progress)
+            if mode in ("full", "reconcile"):
+                counts["items_removed"] += self._reconcile(name)
+            rescore_source(self.engine, source)
+            counts["writes_planned"] = plan_writes(self.engine, source)
+        except Exception as exc:  # every failure ends the run with a clear reason
+            self._report(name, mode, "failed", time.monotonic() - started, counts["items_seen"])
+            return self._fail(name, run_id, counts, exc)
+        finally:
+            correlation_id.reset(token)
+        elapsed = time.monotonic() - started
+        self._succeed(name, run_id, counts, mode)
+        self._report(name, mode, "succeeded", elapsed, counts["items_seen"])
+        log.info(
+            "sync of %s (%s) finished in %.2fs: %d seen, %d changed, %d removed, %d writes planned",
+            name, mode, elapsed, counts["items_seen"], counts["items_changed"], counts["items_removed"],
+            counts["writes_planned"], extra={"source": name, "run_id": run_id},
+        )
+        return SyncResult(run_id=run_id, status="succeeded", items_seen=counts["items_seen"],
+                          items_changed=counts["items_changed"], items_removed=counts["items_removed"],
+                          writes_planned=counts["writes_planned"])
+
+    def _report(self, name: str, mode: str, status: str, seconds: float, items: int) -> None:
+        if self._on_finished is not None:
+            self._on_finished(name, mode, status, seconds, items)
+
+    def _pull(self, name: str, source: SourceConfig, *, cursor: str | None, full: bool, run_id: int,
+              counts: dict[str, int], progress: ProgressCallback | None) -> None:
+        connector = self.connector(name)
+        context = self.context(name, refresh=True)
+        tool = tool_for(source.kind)
+        profile = profile_for(source)
+        for page in connector.pull(cursor, full=full):
+            items: list[BacklogItem] = []
+            for raw in page.records:
+                try:
+                    items.append(tool.to_item(raw, source=name, profile=profile, context=context))
+                except ValueError as exc:  # a record that cannot be an item at all (no id)
+                    log.warning("skipped a %s record that cannot be mapped: %s", source.kind, exc)
+            with session_scope(self.engine) as db:
+                changed = upsert_items(db, name, items)
+                removed = remove_items(db, name, page.deleted_ids)
+                run = db.get(SyncRun, run_id)
+                lease = {"lease_expires_at": utcnow() + timedelta(seconds=LEASE_SECONDS)}
+                if page.cursor is not None:
+                    lease.update(cursor=page.cursor, cursor_updated_at=utcnow())
+                db.execute(update(SourceRow).where(SourceRow.name == name).values(**lease))
+                counts["pages"] += 1
+                counts["items_seen"] += len(items)
+                counts["items_changed"] += changed
+                counts["items_removed"] += removed
+                counts["items_with_problems"] += sum(1 for i in items if i.problems)
+                if run is not None:
+                    for key in ("pages", "items_seen", "items_changed", "items_removed", "items_with_problems"):
+                        setattr(run, key, counts[key])
+            if progress is not None:
+                progress(counts["items_seen"])
+
+    def _reconcile(self, name: str) -> int:
+        """Removes stored items the tool no longer has in scope (deleted, archived, moved out)."""
+        present = set(self.connector(name).list_ids())  # read completely before deleting anything
+        with session_scope(self.engine) as db:
+            stored = set(db.execute(select(ItemRow.external_id).where(ItemRow.source == name)).scalars())
+            gone = sorted(stored - present)
+            removed = remove_items(db, name, gone)
+            db.execute(update(SourceRow).where(SourceRow.name == name)
+                       .values(runs_since_reconcile=0, last_reconcile_at=utcnow()))
+        if gone:
+            log.info("reconcile of %s removed %d items no longer in scope", name, len(gone))
+        return removed
+
+    def _succeed(self, name: str, run_id: int, counts: dict[str, int], mode: str) -> None:
+        with session_scope(self.engine) as db:
+            state = db.get(SourceRow, name)
+            run = db.get(SyncRun, run_id)
+            assert state is not None and run is not None
+            if state.consecutive_failures:
+                log.info("sync of %s recovered after %d failed runs", name, state.consecutive_failures,
+                         extra={"source": name, "event": "recovered"})
+            state.state = SourceState.ACTIVE
+            state.consecutive_failures = 0
+            state.last_success_at = utcnow()
+            if mode == "incremental":
+                state.runs_since_reconcile += 1
+            state.items_count = db.scalar(select(func.count()).where(ItemRow.source == name)) or 0
+            run.status = "succeeded"
+            run.finished_at = utcnow()
+            for key, value in counts.items():
+                setattr(run, key, value)
+
+    def _fail(self, name: str, run_id: int, counts: dict[str, int], exc: Exception) -> SyncResult:
+        if isinstance(exc, AuthError):
+            new_state, reason = SourceState.NEEDS_CREDENTIALS, f"needs new credentials: {exc}"
+            self.forget_connector(name)
+        elif isinstance(exc, FatalError):
+            new_state, reason = SourceState.PAUSED, f"paused: {exc}"
+            self.forget_connector(name)
+        elif isinstance(exc, RetriableError | ConnectorError):
+            new_state, reason = SourceState.FAILING, str(exc)
+        else:
+            new_state, reason = SourceState.FAILING, f"{type(exc).__name__}: {exc}"
+        with session_scope(self.engine) as db:
+            state = db.get(SourceRow, name)
+            run = db.get(SyncRun, run_id)
+            assert state is not None and run is not None
+            first_failure = state.consecutive_failures == 0
+            state.state = new_state
+            state.consecutive_failures += 1
+            state.last_error = reason[:2000]
+            state.last_error_at = utcnow()
+            run.status = "failed"
+            run.error = reason[:4000]
+            run.finished_at = utcnow()
+            for key, value in counts.items():
+                setattr(run, key, value)
+        if first_failure:
+            log.error("sync of %s failed: %s", name, reason, extra={"source": name, "event": "failing"},
+                      exc_info=not isinstance(exc, ConnectorError))
+        else:
+            log.debug("sync of %s failed again: %s", name, reason)
+        return SyncResult(run_id=run_id, status="failed", error=reason, **{
+            k: counts[k] for k in ("items_seen", "items_changed", "items_removed", "writes_planned")})
+
+
+def upsert_items(db: Any, source: str, items: list[BacklogItem]) -> int:
+    """Inserts or updates items by (source, external id); returns how many were new or changed."""
+    if not items:
+        return 0
+    by_id = {item.external_id: item for item in items}  # a page listing an item twice keeps the last
+    existing = {
+        row.external_id: row
+        for row in db.execute(
+            select(ItemRow).where(ItemRow.source == source, ItemRow.external_id.in_(list(by_id)))
+        ).scalars()
+    }
+    changed = 0
+    now = datetime.now(UTC)
+    for external_id, item in by_id.items():
+        values = item_to_row_values(item)
+        row = existing.get(external_id)
+        if row is None:
+            db.add(ItemRow(source=source, external_id=external_id, synced_at=now, **values))
+            changed += 1
+            continue
+        if row.content_hash != values["content_hash"]:
+            changed += 1
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.synced_at = now
+    return changed
+
+
+def remove_items(db: Any, source: str, external_ids: list[str]) -> int:
+    """Deletes items (and their pending writes) that left the tool or the configured scope."""
+    if not external_ids:
+        return 0
+    result = db.execute(delete(ItemRow).where(ItemRow.source == source, ItemRow.external_id.in_(external_ids)))
+    db.execute(
+        update(OutboxRow)
+        .where(OutboxRow.source == source, OutboxRow.external_id.in_(external_ids), OutboxRow.status == "pending")
+        .values(status="superseded", last_error="the item left the backlog")
+    )
+    return int(result.rowcount or 0)

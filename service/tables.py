@@ -1,0 +1,173 @@
+"""The database tables (SQLModel): items, sources and their cursors, sync runs, and the write outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SourceState:
+    ACTIVE = "active"
+    FAILING = "failing"  # recent runs failed for a retriable reason; it keeps trying on schedule
+    NEEDS_CREDENTIALS = "needs_credentials"  # 401/403: paused until the operator fixes credentials
+    PAUSED = "paused"  # a fatal error (config, permissions); paused until the operator acts
+
+
+class SourceRow(SQLModel, table=True):
+    """One configured source, its cursor and its health."""
+
+    __tablename__ = "sources"
+
+    name: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)
+    state: str = Field(default=SourceState.ACTIVE, max_length=32)
+    cursor: str | None = Field(default=None, sa_column=Column(Text))
+    cursor_updated_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    runs_since_reconcile: int = 0
+    last_reconcile_at: datetime | None = None
+    items_count: int = 0
+    # Replicas: only the holder of an unexpired lease runs this source's sync.
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = None
+    last_run_started_at: datetime | None = None
+
+
+class ItemRow(SQLModel, table=True):
+    """One backlog item as last read from its tool, with its computed score and rank."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_items_source_external_id"),
+        Index("ix_items_source_rank", "source", "rank"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64, index=True)
+    external_id: str = Field(max_length=128)
+    key: str | None = Field(default=None, max_length=128)
+    url: str | None = Field(default=None, sa_column=Column(Text))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    item_type: str = Field(max_length=32, index=True)
+    status: str = Field(max_length=32, index=True)
+    raw_status: str | None = Field(default=None, max_length=255)
+    assignee: str | None = Field(default=None, max_length=255)
+    labels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sprint: str | None = Field(default=None, max_length=255)
+    due_date: date | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    container: str | None = Field(default=None, max_length=255)
+    story: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    problems: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # computed
+    score: float | None = None
+    method: str | None = Field(default=None, max_length=16)
+    rank: int | None = None
+    quadrant: str | None = Field(default=None, max_length=16)
+    score_problems: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # sync bookkeeping
+    content_hash: str = Field(max_length=64)
+    remote_values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    synced_at: datetime = Field(default_factory=utcnow)
+
+
+class SyncRun(SQLModel, table=True):
+    """One run of a source's sync, with what it did and how it ended."""
+
+    __tablename__ = "sync_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64, index=True)
+    mode: str = Field(max_length=16)  # full | incremental | reconcile
+    trigger: str = Field(max_length=16)  # schedule | api | cli | webhook | demo
+    status: str = Field(default="running", max_length=16)  # running | succeeded | failed
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    pages: int = 0
+    items_seen: int = 0
+    items_changed: int = 0
+    items_removed: int = 0
+    items_with_problems: int = 0
+    writes_planned: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class OutboxRow(SQLModel, table=True):
+    """A planned write of one owned field to one item; drained by the outbox worker."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64, index=True)
+    external_id: str = Field(max_length=128)
+    field: str = Field(max_length=32)  # score | rank | kpi_result | comment | native_rank
+    value: Any = Field(default=None, sa_column=Column(JSON))
+    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed | superseded
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class InboxRow(SQLModel, table=True):
+    """A verified webhook delivery, stored before it is acknowledged and processed once afterwards."""
+
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_id", name="uq_inbox_source_delivery"),
+        Index("ix_inbox_status_received", "status", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    delivery_id: str = Field(max_length=200)
+    received_at: datetime = Field(default_factory=utcnow)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)  # pending | processing | done | ignored | failed
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = None
+    processed_at: datetime | None = None
+    outcome: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class WriteLogRow(SQLModel, table=True):
+    """A write we made (item, field, value, time): events that only echo these are not processed again."""
+
+    __tablename__ = "write_log"
+    __table_args__ = (Index("ix_write_log_item", "source", "external_id", "written_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    external_id: str = Field(max_length=128)
+    field: str = Field(max_length=32)
+    value: Any = Field(default=None, sa_column=Column(JSON))
+    written_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookSecretRow(SQLModel, table=True):
+    """A secret a tool handed us during a webhook handshake (Asana's X-Hook-Secret), per source."""
+
+    __tablename__ = "webhook_secrets"
+
+    source: str = Field(primary_key=True, max_length=64)
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,166 @@
+"""Webhook receivers for every tool: verify, persist to the inbox, acknowledge; the inbox worker processes.
+
+Routes: POST /webhooks/{kind} (when one source of that kind is configured) or /webhooks/{kind}/{source};
+Jira without a signing secret is only accepted on /webhooks/jira/{source}/{path_token}. HEAD answers 200
+(Trello checks the callback with HEAD before it creates a webhook)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from service.config import AppConfig, SourceConfig
+from service.db import session_scope
+from service.inbox import delivery_key, store_delivery
+from service.tables import WebhookSecretRow
+
+log = logging.getLogger("backlog_sync.webhooks")
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Reads the body, refusing more than `limit` bytes without buffering the rest."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def jira_path_token(admin_token: str, source_name: str) -> str:
+    """The unguessable path segment that protects a Jira webhook configured without a signing secret."""
+    return hmac.new(admin_token.encode(), f"jira-webhook:{source_name}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def _find_source(config: AppConfig, kind: str, name: str | None) -> SourceConfig:
+    candidates = [s for s in config.sources if s.kind == kind and (name is None or s.name == name)]
+    if not candidates:
+        named = f" named {name!r}" if name else ""
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} source{named} is configured")
+    if len(candidates) > 1:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"several {kind} sources are configured: use /webhooks/{kind}/<source name>")
+    return candidates[0]
+
+
+def _unauthorised(source: SourceConfig, why: str) -> HTTPException:
+    log.warning("rejected a %s webhook delivery for %s: %s", source.kind, source.name, why,
+                extra={"source": source.name, "event": "webhook_rejected"})
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, "webhook signature missing or invalid")
+
+
+def _stored_secret(engine: Any, source_name: str) -> str | None:
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, source_name)
+        return row.secret if row is not None else None
+
+
+def _save_secret(engine: Any, source_name: str, secret: str) -> None:
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, source_name)
+        if row is None:
+            db.add(WebhookSecretRow(source=source_name, secret=secret))
+        else:
+            row.secret = secret
+
+
+def callback_url(source: SourceConfig, request: Request) -> str:
+    """The URL the tool signs with: the configured public URL when given, else the one we were called on."""
+    return source.webhook_url or str(request.url)
+
+
+async def _receive(request: Request, kind: str, source_name: str | None, path_token: str | None) -> Response:
+    app = request.app
+    config: AppConfig = app.state.config
+    source = _find_source(config, kind, source_name)
+    body = await read_limited(request, app.state.settings.max_webhook_body_bytes)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    sync = app.state.sync
+    connector = await run_in_threadpool(sync.connector, source.name)
+
+    # Asana's handshake: echo the secret and keep it to verify later deliveries.
+    if kind == "asana" and "x-hook-secret" in headers:
+        await run_in_threadpool(_save_secret, app.state.engine, source.name, headers["x-hook-secret"])
+        log.info("completed the Asana webhook handshake for %s", source.name, extra={"source": source.name})
+        return Response(status_code=200, headers={"X-Hook-Secret": headers["x-hook-secret"]})
+
+    if kind == "jira" and source.webhook_secret is None:
+        expected = jira_path_token(app.state.admin_token, source.name)
+        if not path_token or not hmac.compare_digest(path_token, expected):
+            raise _unauthorised(source, "wrong or missing path token")
+        verified = True
+    elif kind == "asana":
+        secret = await run_in_threadpool(_stored_secret, app.state.engine, source.name)
+        if secret is None:
+            raise _unauthorised(source, "no handshake has been completed for this source")
+        verified = connector.verify_webhook(headers=headers, body=body, url=callback_url(source, request),
+                                            secret=secret)
+    else:
+        if source.webhook_secret is None:
+            raise _unauthorised(source, f"no webhook_secret is configured for {source.name}")
+        verified = connector.verify_webhook(headers=headers, body=body, url=callback_url(source, request),
+                                            secret=source.webhook_secret.resolve())
+    if not verified:
+        raise _unauthorised(source, "signature mismatch")
+
+    try:
+        events = connector.parse_webhook(body)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("rejected a malformed %s webhook body for %s: %s", kind, source.name, exc)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed {kind} webhook body: {exc}") from None
+    if not events:  # heartbeats and events about nothing we track
+        return Response(status_code=200)
+    tool_delivery = headers.get("x-atlassian-webhook-identifier") or (
+        events[0].delivery_id if len(events) == 1 else None
+    )
+    key = delivery_key(tool_delivery, body)
+    result = await run_in_threadpool(store_delivery, app.state.engine, source=source.name, delivery_id=key, body=body)
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is not None:
+        metrics.webhook_received(source.name, duplicate=not result.stored)
+    if result.stored:
+        app.state.daemon.inbox.wake.set()
+    return Response(content=json.dumps({"stored": result.stored}), media_type="application/json", status_code=200)
+
+
+@router.head("/{kind}")
+@router.head("/{kind}/{source_name}")
+@router.head("/{kind}/{source_name}/{path_token}")
+def webhook_head(kind: str) -> Response:  # noqa: ARG001
+    """Answers the tool's check of the callback URL."""
+    return Response(status_code=200)
+
+
+@router.post("/{kind}")
+async def webhook_for_kind(kind: str, request: Request) -> Response:
+    """Receives a delivery for the only configured source of this kind."""
+    return await _receive(request, kind, None, None)
+
+
+@router.post("/{kind}/{source_name}")
+async def webhook_for_source(kind: str, source_name: str, request: Request) -> Response:
+    """Receives a delivery for a named source."""
+    return await _receive(request, kind, source_name, None)
+
+
+@router.post("/{kind}/{source_name}/{path_token}")
+async def webhook_with_path_token(kind: str, source_name: str, path_token: str, request: Request) -> Response:
+    """Receives a Jira delivery protected by a path token (Jira webhooks configured without a secret)."""
+    return await _receive(request, kind, source_name, path_token)

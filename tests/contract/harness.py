@@ -42,6 +42,9 @@ class Harness:
     def scripted_routes(self) -> list[str]:
         return [*self.pull_routes, *self.write_routes]
 
+    def time_passes(self) -> None:
+        """Lets the tool's clock move on, as it does between scheduled runs (tools with coarse cursors)."""
+
     def change_an_input(self) -> str:
         """Makes a user's edit that changes one item's score; returns its external id."""
         raise NotImplementedError

@@ -11,6 +11,7 @@ from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.sync import SourceUnavailable
 from service.tables import ItemRow, OutboxRow, SourceRow, SyncRun
+from tests.contract import jira_harness  # noqa: F401  (registers the Jira harness)
 from tests.contract.harness import HARNESSES, Harness, ServiceUnderTest
 
 
@@ -63,7 +64,9 @@ def test_full_sync_then_write_back_then_nothing_more(harness: Harness, service: 
 def test_resume_from_cursor_reads_only_changes(harness: Harness, service: ServiceUnderTest) -> None:
     assert service.sync.run(harness.source_name, mode="full", trigger="cli").status == "succeeded"
     OutboxWorker(engine=service.engine, sync_service=service.sync).drain()
+    harness.time_passes()
     service.sync.run(harness.source_name, trigger="cli")  # reads back our own writes once
+    harness.time_passes()
     changed_id = harness.change_an_input()
     before = harness.pull_calls()
     result = service.sync.run(harness.source_name, trigger="cli")

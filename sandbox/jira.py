@@ -19,8 +19,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import queue
 import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -120,6 +122,8 @@ class JiraSite:
         self.webhooks: list[dict[str, Any]] = []  # {"url", "secret", "events"}
         self.webhook_log: list[dict[str, Any]] = []  # what was sent where and the answer's status
         self.edits: list[dict[str, Any]] = []  # every accepted PUT body, for tests
+        self._outgoing: queue.Queue[tuple[str, str, bytes, list[dict[str, Any]]]] = queue.Queue()
+        self._sender: threading.Thread | None = None
         if seed:
             for seeded in seed_issues():
                 self.add_issue(seeded)
@@ -345,7 +349,31 @@ class JiraSite:
                      "fieldId": field_id, "from": None, "fromString": None if before is None else str(before),
                      "to": None, "toString": None if after is None else str(after)}
                     for field_id, name, before, after in changes]}
-        raw = json.dumps(body).encode()
+        # Jira sends webhooks after the change is committed, not inside the request that made it.
+        self._outgoing.put((event, issue.key, json.dumps(body).encode(), hooks))
+        self._ensure_sender()
+
+    def _ensure_sender(self) -> None:
+        with self.lock:
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(target=self._send_loop, name="jira-webhooks", daemon=True)
+                self._sender.start()
+
+    def _send_loop(self) -> None:
+        while True:
+            event, key, raw, hooks = self._outgoing.get()
+            try:
+                self._deliver(event, key, raw, hooks)
+            finally:
+                self._outgoing.task_done()
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> None:
+        """Blocks until every queued webhook was delivered (tests)."""
+        deadline = time.monotonic() + timeout
+        while self._outgoing.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _deliver(self, event: str, key: str, raw: bytes, hooks: list[dict[str, Any]]) -> None:
         for hook in hooks:
             headers = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": uuid.uuid4().hex}
             if hook["secret"]:
@@ -356,7 +384,7 @@ class JiraSite:
             except httpx.HTTPError as exc:
                 status = f"error: {exc}"
             with self.lock:
-                self.webhook_log.append({"event": event, "issue": issue.key, "url": hook["url"], "status": status})
+                self.webhook_log.append({"event": event, "issue": key, "url": hook["url"], "status": status})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def backlog(
     print_backlog(engine, source=source, limit=limit)
 
 
-def print_backlog(engine: Any, *, source: str | None = None, limit: int = 30) -> None:
+def print_backlog(engine: Any, *, source: str | None = None, limit: int = 30, out: Console | None = None) -> None:
     from sqlalchemy import select
     from sqlmodel import Session
 
@@ -190,7 +190,9 @@ def print_backlog(engine: Any, *, source: str | None = None, limit: int = 30) ->
             row.item_type, row.status, row.method or "", "" if row.score is None else f"{row.score:.2f}",
             row.quadrant or "", "; ".join(p.get("reason", "") for p in problems[:2])[:70],
         )
-    console.print(table)
+    # Piped output has no width of its own; do not squeeze the table into 80 columns.
+    out = out or console
+    (out if out.is_terminal or out.record else Console(width=200)).print(table)
 
 
 @app.command("sandbox")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -14,6 +14,8 @@ from service.config import SourceConfig
 from service.db import session_scope
 from service.scoring import rank, score_item
 from service.tables import ItemRow
+
+CLOSED_STATUSES = ("done", "cancelled")
 
 
 @dataclass(slots=True)
@@ -36,18 +38,24 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
         rows = db.execute(
             select(ItemRow.id, ItemRow.external_id, ItemRow.key, ItemRow.inputs, ItemRow.due_date,
                    ItemRow.created_at, ItemRow.score, ItemRow.method, ItemRow.rank, ItemRow.quadrant,
-                   ItemRow.score_problems)
+                   ItemRow.score_problems, ItemRow.status)
             .where(ItemRow.source == source.name)
         ).all()
         current: dict[str, tuple[Any, ...]] = {}
         pairs = []
-        for row_id, external_id, key, inputs, due, created, score, old_method, old_rank, quadrant, problems in rows:
+        closed = []  # done and cancelled items keep their score but take no place in the ranking
+        for (row_id, external_id, key, inputs, due, created, score, old_method, old_rank, quadrant, problems,
+             status) in rows:
             inputs_model = ScoringInputs.model_construct(**(inputs or {}))
             item = _Scorable(source.name, external_id, key, inputs_model, due, created)
-            pairs.append((item, score_item(item, method, **params)))  # type: ignore[arg-type]
+            scored_item = score_item(item, method, **params)  # type: ignore[arg-type]
+            if status in CLOSED_STATUSES:
+                closed.append(replace(scored_item, rank=None))
+            else:
+                pairs.append((item, scored_item))
             current[external_id] = (row_id, score, old_method, old_rank, quadrant, problems or [])
         changes = []
-        for scored in rank(pairs):  # type: ignore[arg-type]
+        for scored in [*rank(pairs), *closed]:  # type: ignore[arg-type]
             row_id, score, old_method, old_rank, quadrant, problems = current[scored.external_id]
             new = (
                 scored.score,

@@ -175,17 +175,18 @@ class SyncService:
                 raise SourceUnavailable(f"{name} is {state.state}: {state.last_error}")
         # One sync per source at a time across replicas; a scheduled tick runs once, whoever takes it.
         min_gap = source.schedule.interval_seconds * 0.8 if trigger == "schedule" else None
-        if not self._acquire_lease(name, min_gap=min_gap):
+        # The lease belongs to this run, not to the process: two threads of one replica exclude each other too.
+        owner = f"{WORKER_ID[:55]}:{uuid.uuid4().hex[:8]}"
+        if not self._acquire_lease(name, owner, min_gap=min_gap):
             raise SourceBusy(f"{name} is being synced by another run, or was synced this tick")
         try:
             return self._run_leased(name, source, mode=mode, trigger=trigger, progress=progress)
         finally:
-            self._release_lease(name)
+            self._release_lease(name, owner)
 
-    def _acquire_lease(self, name: str, *, min_gap: float | None) -> bool:
+    def _acquire_lease(self, name: str, owner: str, *, min_gap: float | None) -> bool:
         now = utcnow()
-        free = (SourceRow.lease_expires_at.is_(None)) | (SourceRow.lease_expires_at < now) | (
-            SourceRow.lease_owner == WORKER_ID)
+        free = (SourceRow.lease_expires_at.is_(None)) | (SourceRow.lease_expires_at < now)
         query = update(SourceRow).where(SourceRow.name == name, free)
         if min_gap is not None:
             query = query.where(
@@ -193,13 +194,13 @@ class SyncService:
                 | (SourceRow.last_run_started_at < now - timedelta(seconds=min_gap))
             )
         with session_scope(self.engine) as db:
-            result = db.execute(query.values(lease_owner=WORKER_ID, last_run_started_at=now,
+            result = db.execute(query.values(lease_owner=owner, last_run_started_at=now,
                                              lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
             return bool(result.rowcount)
 
-    def _release_lease(self, name: str) -> None:
+    def _release_lease(self, name: str, owner: str) -> None:
         with session_scope(self.engine) as db:
-            db.execute(update(SourceRow).where(SourceRow.name == name, SourceRow.lease_owner == WORKER_ID)
+            db.execute(update(SourceRow).where(SourceRow.name == name, SourceRow.lease_owner == owner)
                        .values(lease_owner=None, lease_expires_at=None))
 
     def _run_leased(self, name: str, source: SourceConfig, *, mode: str, trigger: str,

@@ -1,0 +1,124 @@
+"""End to end on Jira: the demo, and a user's edit in Jira reaching the daemon as a signed webhook and coming
+back as a new score, with no write loop from the webhooks our own writes cause."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sqlalchemy import select
+
+from sandbox.common import ThreadedServer, free_port
+from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN, JiraSite
+from sandbox.jira import create_app as create_jira
+from service.api import create_app
+from service.config import AppConfig, Settings
+from service.db import make_engine, session_scope
+from service.demo import run_demo
+from service.outbox import OutboxWorker
+from service.tables import ItemRow
+
+SCORE = "customfield_10070"
+RANK = "customfield_10071"
+
+
+def test_demo_syncs_scores_and_writes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DEMO_JIRA_TOKEN", "DEMO_JIRA_WEBHOOK_SECRET", "DATABASE_URL", "ADMIN_TOKEN", "LOG_FORMAT"):
+        monkeypatch.setenv(name, "restored-after-the-test")
+    console = Console(record=True, width=200)
+    code = run_demo(port=free_port(), workdir=tmp_path / ".demo", keep_running=False, console=console)
+    output = console.export_text()
+    assert code == 0, output
+    assert "full sync: 42 issues" in output
+    assert "Ranked marketing backlog" in output and "MKT-13" in output
+
+    engine = make_engine(f"sqlite:///{tmp_path / '.demo' / 'backlog-sync.db'}")
+    with session_scope(engine) as db:
+        rows = {row.key: row for row in db.execute(select(ItemRow)).scalars()}
+    engine.dispose()
+    assert len(rows) == 42
+    open_ranks = sorted(r.rank for r in rows.values() if r.rank is not None)
+    assert open_ranks == list(range(1, len(open_ranks) + 1))
+    assert all(r.rank is None for r in rows.values() if r.status in ("done", "cancelled"))
+    # The seed's own French story is parsed, and an unreadable input is reported rather than guessed.
+    assert rows["MKT-1"].story["role"] == "responsable SEO" and rows["MKT-1"].story["language"] == "fr"
+    assert rows["MKT-1"].item_type == "technical" and rows["MKT-3"].item_type == "experiment"
+    chatbot = next(r for r in rows.values() if r.title.startswith("Chatbot"))
+    assert chatbot.score is None and any(p["field"] == "reach" for p in chatbot.problems)
+
+
+@pytest.fixture
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine) -> Iterator[tuple[JiraSite, object, str]]:
+    monkeypatch.setenv("E2E_JIRA_TOKEN", DEFAULT_TOKEN)
+    monkeypatch.setenv("E2E_JIRA_SECRET", "a-webhook-secret-for-the-test")
+    site = JiraSite()
+    jira = ThreadedServer(create_jira(site))
+    site.base_url = jira.url
+    jira.start()
+    daemon_port = free_port()
+    hook_url = f"http://127.0.0.1:{daemon_port}/webhooks/jira/mkt"
+    config = AppConfig.model_validate({
+        "webhook_debounce_seconds": 0.2,
+        "sources": [{
+            "name": "mkt", "kind": "jira", "base_url": jira.url, "jql": "project = MKT",
+            "auth": {"email": DEFAULT_EMAIL, "token": {"env": "E2E_JIRA_TOKEN"}},
+            "schedule": {"interval_seconds": 3600},
+            "webhook_secret": {"env": "E2E_JIRA_SECRET"}, "webhook_url": hook_url,
+        }],
+    })
+    settings = Settings(admin_token="an-admin-token-of-the-test-1234", database_url="sqlite://")
+    app = create_app(settings=settings, config=config, engine=engine, start_scheduler=True)
+    sync = app.state.sync
+    assert sync.run("mkt", mode="full", trigger="cli").status == "succeeded"
+    OutboxWorker(engine=engine, sync_service=sync).drain()
+    daemon = ThreadedServer(app, port=daemon_port).start()  # its first scheduled sync runs now, finding nothing new
+    site.register_webhook(hook_url, secret="a-webhook-secret-for-the-test")
+    yield site, engine, hook_url
+    daemon.stop()
+    jira.stop()
+
+
+def wait_for(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_edit_in_jira_comes_back_as_a_new_score_once(running) -> None:
+    site, engine, _ = running
+    issue = site.find("MKT-2")
+    before = issue.fields[SCORE]
+    assert before is not None
+
+    site.set_field("MKT-2", "Reach", issue.fields["customfield_10050"] * 10)  # a user's edit: webhook sent
+    assert wait_for(lambda: site.find("MKT-2").fields[SCORE] == pytest.approx(before * 10)), site.webhook_log
+
+    # Our write to MKT-2 (and the rank writes it moved) came back as webhooks; none of them causes a write.
+    site.wait_for_webhooks()
+    time.sleep(1.0)
+    edits = len(site.edits)
+    site.wait_for_webhooks()
+    time.sleep(1.0)
+    assert len(site.edits) == edits
+    with session_scope(engine) as db:
+        row = db.execute(select(ItemRow).where(ItemRow.key == "MKT-2")).scalar_one()
+        assert row.score == pytest.approx(before * 10)
+        assert row.remote_values["score"] == pytest.approx(before * 10)
+
+
+def test_a_deleted_issue_leaves_the_backlog(running) -> None:
+    site, engine, _ = running
+    removed_id = str(site.find("MKT-7").id)
+    assert site.delete("MKT-7")
+
+    def gone() -> bool:
+        with session_scope(engine) as db:
+            return db.execute(select(ItemRow).where(ItemRow.external_id == removed_id)).first() is None
+
+    assert wait_for(gone), site.webhook_log

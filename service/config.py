@@ -236,6 +236,10 @@ class AppConfig(Strict):
     objectives: list[Objective] = Field(default_factory=list)
     outbox_interval_seconds: int = Field(10, ge=1)
     webhook_debounce_seconds: float = Field(0.25, ge=0, le=60, description="a burst for one item = one refresh")
+    claim_seconds: int = Field(
+        120, ge=2, le=3600,
+        description="how long a replica holds claimed inbox and outbox rows; after that (it died) another takes them",
+    )
 
     @model_validator(mode="after")
     def unique_names(self) -> AppConfig:

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from connectors.base import AuthError, ConnectorError, WebhookEvent
 from service.db import session_scope
@@ -140,7 +140,8 @@ class InboxWorker:
             for row in rows:
                 row.status = "processing"
                 row.claimed_by = WORKER_ID
-                row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+                row.claimed_until = now + timedelta(
+                    seconds=getattr(self.sync.config, "claim_seconds", CLAIM_SECONDS))
                 row.attempts += 1
             return rows
 
@@ -180,6 +181,11 @@ class InboxWorker:
             return
         except ConnectorError as exc:
             self._release(rows, str(exc))
+            return
+        except OperationalError as exc:  # a deadlock or a lost connection: transient, try again
+            log.warning("processing webhook deliveries of %s hit a database error; will retry: %s",
+                        source_name, str(exc).splitlines()[0])
+            self._release(rows, f"database: {str(exc).splitlines()[0]}")
             return
         except Exception as exc:  # malformed stored body or a mapping bug: keep the row, say why
             log.exception("processing webhook deliveries of %s failed", source_name)
@@ -253,6 +259,7 @@ class InboxWorker:
         context = self.sync.context(source_name)
         tool = tool_for(source.kind)
         profile = profile_for(source)
+        read_started = utcnow()
         raws = connector.fetch(sorted(external_ids))
         items = []
         for raw in raws:
@@ -262,7 +269,7 @@ class InboxWorker:
                 log.warning("skipped a %s record that cannot be mapped: %s", source.kind, exc)
         found = {item.external_id for item in items}
         with session_scope(self.engine) as db:
-            upsert_items(db, source_name, items)
+            upsert_items(db, source_name, items, read_started=read_started)
             # fetch() leaves out items that no longer exist (or left the scope): they leave the backlog.
             remove_items(db, source_name, sorted(external_ids - found))
         return len(items) + len(external_ids - found)

@@ -36,7 +36,8 @@ class DrainResult:
     errors: list[str] = field(default_factory=list)
 
 
-def claim(engine: Engine, *, limit: int, source: str | None = None) -> list[OutboxRow]:
+def claim(engine: Engine, *, limit: int, source: str | None = None,
+          claim_seconds: float = CLAIM_SECONDS) -> list[OutboxRow]:
     """Claims due pending writes (and writes whose claim expired) for this worker, skipping locked rows."""
     now = utcnow()
     with session_scope(engine) as db:
@@ -56,12 +57,18 @@ def claim(engine: Engine, *, limit: int, source: str | None = None) -> list[Outb
         if engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = list(db.execute(query).scalars())
+        token = claim_token()
         for row in rows:
             row.status = "sending"
-            row.claimed_by = WORKER_ID
-            row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+            row.claimed_by = token
+            row.claimed_until = now + timedelta(seconds=claim_seconds)
             row.attempts += 1
         return rows
+
+
+def claim_token() -> str:
+    """Identifies one claim (not just the process): a row taken over after its claim expired is told apart."""
+    return f"{WORKER_ID[:55]}:{uuid.uuid4().hex[:8]}"
 
 
 class OutboxWorker:
@@ -71,11 +78,12 @@ class OutboxWorker:
         self.engine = engine
         self.sync = sync_service
 
-    def drain(self, *, limit: int = 1000, source: str | None = None) -> DrainResult:
+    def drain(self, *, limit: int = 100, source: str | None = None) -> DrainResult:
         """Sends claimed writes, one vendor call per item for its field writes; returns what happened."""
         result = DrainResult()
         while True:
-            rows = claim(self.engine, limit=limit, source=source)
+            rows = claim(self.engine, limit=limit, source=source,
+                         claim_seconds=getattr(self.sync.config, "claim_seconds", CLAIM_SECONDS))
             if not rows:
                 return result
             by_item: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
@@ -87,6 +95,13 @@ class OutboxWorker:
                     self._release(item_rows, "the source is paused or no longer configured", retry=True)
                     result.deferred += len(item_rows)
                     continue
+                taken = self._take(item_rows)
+                if taken is None:  # another worker is writing this item right now: after it, in order
+                    result.deferred += len(item_rows)
+                    continue
+                if not taken:
+                    continue  # superseded by a newer plan, or taken over by another worker
+                item_rows = taken
                 try:
                     self._send(source_name, external_id, item_rows)
                     result.calls += 1
@@ -107,6 +122,47 @@ class OutboxWorker:
                     log.warning("write to %s %s failed: %s", source_name, external_id, exc)
             if len(rows) < limit:
                 return result
+
+    def _take(self, rows: list[OutboxRow]) -> list[OutboxRow] | None:
+        """Right before sending: renews our claim, drops rows a newer plan superseded or another worker took
+        over, and defers (None) when another worker is writing the same item, so writes land in plan order."""
+        now = utcnow()
+        claim_seconds = getattr(self.sync.config, "claim_seconds", CLAIM_SECONDS)
+        first = rows[0]
+        with session_scope(self.engine) as db:
+            query = select(OutboxRow).where(OutboxRow.source == first.source,
+                                            OutboxRow.external_id == first.external_id,
+                                            OutboxRow.status.in_(("pending", "sending")))
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update()
+            current = {row.id: row for row in db.execute(query).scalars()}
+            ours = [current[row.id] for row in rows
+                    if row.id in current and current[row.id].status == "sending"
+                    and current[row.id].claimed_by == row.claimed_by]
+            busy = any(other.status == "sending" and other.claimed_by != first.claimed_by
+                       and other.claimed_until is not None and other.claimed_until > now
+                       for other in current.values())
+            if busy:
+                for row in ours:
+                    row.status = "pending"
+                    row.claimed_by = None
+                    row.claimed_until = None
+                    row.attempts = max(0, row.attempts - 1)  # waiting for another worker is not a failed attempt
+                    row.next_attempt_at = now + timedelta(seconds=1)
+                return None
+            kept = []
+            for row in ours:
+                newer = any(other.id > row.id and other.field == row.field for other in current.values())
+                if newer and row.field in ("score", "rank", "kpi_result"):
+                    row.status = "superseded"
+                    row.claimed_until = None
+                    continue
+                row.claimed_until = now + timedelta(seconds=claim_seconds)
+                kept.append(row)
+            db.flush()
+            for row in kept:
+                db.expunge(row)
+            return kept
 
     def _send(self, source_name: str, external_id: str, rows: list[OutboxRow]) -> None:
         source = self.sync.source_config(source_name)
@@ -139,7 +195,7 @@ class OutboxWorker:
         with session_scope(self.engine) as db:
             for row in rows:
                 stored = db.get(OutboxRow, row.id)
-                if stored is not None:
+                if stored is not None and stored.claimed_by == row.claimed_by:
                     stored.status = "sent"
                     stored.sent_at = now
                     stored.claimed_until = None
@@ -158,8 +214,8 @@ class OutboxWorker:
         with session_scope(self.engine) as db:
             for row in rows:
                 stored = db.get(OutboxRow, row.id)
-                if stored is None:
-                    continue
+                if stored is None or stored.claimed_by != row.claimed_by:
+                    continue  # another worker took it over after our claim expired
                 stored.last_error = error[:2000]
                 stored.claimed_until = None
                 if retry and stored.attempts < MAX_ATTEMPTS:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from service.config import SourceConfig
-from service.db import session_scope
+from service.db import lock_source, session_scope
 from service.registry import owned_fields
 from service.tables import ItemRow, OutboxRow
 
@@ -41,14 +41,15 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
         return 0
     planned = 0
     with session_scope(engine) as db:
+        lock_source(db, source.name)
         pending: dict[tuple[str, str], OutboxRow] = {
             (row.external_id, row.field): row
             for row in db.execute(
                 select(OutboxRow).where(
                     OutboxRow.source == source.name,
-                    OutboxRow.status == "pending",
+                    OutboxRow.status.in_(("pending", "sending")),
                     OutboxRow.field.in_(fields),
-                )
+                ).order_by(OutboxRow.id)  # the newest row of an item's field wins
             ).scalars()
         }
         rows = db.execute(
@@ -61,13 +62,15 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
             for field in fields:
                 queued = pending.get((external_id, field))
                 if same_value(desired[field], remote.get(field)):
-                    if queued is not None:  # the tool already holds it (set by hand, or by an earlier write)
-                        queued.status = "superseded"
+                    if queued is not None and queued.status == "pending":
+                        queued.status = "superseded"  # the tool already holds it (set by hand, or an earlier write)
                     continue
                 if queued is not None:
                     if same_value(desired[field], queued.value):
-                        continue
-                    queued.status = "superseded"
+                        continue  # already queued, or being sent right now
+                    if queued.status == "pending":
+                        queued.status = "superseded"
+                    # A write in flight is left alone; the outbox sends the newer value after it.
                 db.add(OutboxRow(source=source.name, external_id=external_id, field=field, value=desired[field]))
                 planned += 1
     return planned

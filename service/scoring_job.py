@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from mappings.model import ScoringInputs
 from service.config import SourceConfig
-from service.db import session_scope
+from service.db import lock_source, session_scope
 from service.scoring import rank, score_item
 from service.tables import ItemRow
 
@@ -35,6 +35,7 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
     params = {"value_threshold": source.scoring.value_threshold, "effort_threshold": source.scoring.effort_threshold}
     method = source.scoring.method
     with session_scope(engine) as db:
+        lock_source(db, source.name)
         rows = db.execute(
             select(ItemRow.id, ItemRow.external_id, ItemRow.key, ItemRow.inputs, ItemRow.due_date,
                    ItemRow.created_at, ItemRow.score, ItemRow.method, ItemRow.rank, ItemRow.quadrant,
@@ -68,6 +69,7 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
                 changes.append({"row_id": row_id, "score": new[0], "method": new[1], "rank": new[2],
                                 "quadrant": new[3], "score_problems": new[4]})
         if changes:
+            changes.sort(key=lambda change: change["row_id"])  # rows locked in id order, as every writer does
             db.connection().execute(
                 update(ItemRow.__table__).where(ItemRow.__table__.c.id == bindparam("row_id")),
                 changes,

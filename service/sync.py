@@ -22,7 +22,7 @@ from connectors.base import (
     RetryPolicy,
     WorkItemSource,
 )
-from mappings.model import BacklogItem
+from mappings.model import OWNED_FIELDS, BacklogItem
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
 from service.logs import correlation_id
@@ -30,7 +30,7 @@ from service.outbox import WORKER_ID
 from service.planning import plan_writes
 from service.registry import profile_for, tool_for
 from service.scoring_job import rescore_source
-from service.tables import ItemRow, OutboxRow, SourceRow, SourceState, SyncRun, utcnow
+from service.tables import ItemRow, OutboxRow, SourceRow, SourceState, SyncRun, WriteLogRow, utcnow
 
 log = logging.getLogger("backlog_sync.sync")
 
@@ -254,7 +254,12 @@ class SyncService:
         context = self.context(name, refresh=True)
         tool = tool_for(source.kind)
         profile = profile_for(source)
-        for page in connector.pull(cursor, full=full):
+        pages = iter(connector.pull(cursor, full=full))
+        while True:
+            read_started = utcnow()
+            page = next(pages, None)
+            if page is None:
+                break
             items: list[BacklogItem] = []
             for raw in page.records:
                 try:
@@ -262,7 +267,7 @@ class SyncService:
                 except ValueError as exc:  # a record that cannot be an item at all (no id)
                     log.warning("skipped a %s record that cannot be mapped: %s", source.kind, exc)
             with session_scope(self.engine) as db:
-                changed = upsert_items(db, name, items)
+                changed = upsert_items(db, name, items, read_started=read_started)
                 removed = remove_items(db, name, page.deleted_ids)
                 run = db.get(SyncRun, run_id)
                 lease = {"lease_expires_at": utcnow() + timedelta(seconds=LEASE_SECONDS)}
@@ -346,8 +351,13 @@ class SyncService:
             k: counts[k] for k in ("items_seen", "items_changed", "items_removed", "writes_planned")})
 
 
-def upsert_items(db: Any, source: str, items: list[BacklogItem]) -> int:
-    """Inserts or updates items by (source, external id); returns how many were new or changed."""
+def upsert_items(db: Any, source: str, items: list[BacklogItem], *, read_started: datetime | None = None) -> int:
+    """Inserts or updates items by (source, external id); returns how many were new or changed.
+
+    `read_started` is when the read of these records began (our clock). Where we wrote to an item after
+    that, the record may predate our write: its values of our own fields are stale, and the stored ones
+    (set when the write succeeded) are kept, so a read racing a write never causes the same write again.
+    """
     if not items:
         return 0
     by_id = {item.external_id: item for item in items}  # a page listing an item twice keeps the last
@@ -357,6 +367,14 @@ def upsert_items(db: Any, source: str, items: list[BacklogItem]) -> int:
             select(ItemRow).where(ItemRow.source == source, ItemRow.external_id.in_(list(by_id)))
         ).scalars()
     }
+    written_since: set[str] = set()
+    if read_started is not None and existing:
+        written_since = set(db.execute(
+            select(WriteLogRow.external_id).where(
+                WriteLogRow.source == source, WriteLogRow.external_id.in_(list(existing)),
+                WriteLogRow.written_at >= read_started,
+            ).distinct()
+        ).scalars())
     changed = 0
     now = datetime.now(UTC)
     for external_id, item in by_id.items():
@@ -366,6 +384,9 @@ def upsert_items(db: Any, source: str, items: list[BacklogItem]) -> int:
             db.add(ItemRow(source=source, external_id=external_id, synced_at=now, **values))
             changed += 1
             continue
+        if external_id in written_since:
+            values["remote_values"] = {**values["remote_values"], **{
+                field: value for field, value in (row.remote_values or {}).items() if field in OWNED_FIELDS}}
         if row.content_hash != values["content_hash"]:
             changed += 1
         for key, value in values.items():

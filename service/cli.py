@@ -122,7 +122,7 @@ def sync(
 ) -> None:
     """Syncs sources now, with a progress bar, then sends the planned writes."""
     from service.outbox import OutboxWorker
-    from service.sync import SyncService
+    from service.sync import SourceBusy, SyncService
 
     settings = _settings()
     loaded = _config(config)
@@ -138,8 +138,13 @@ def sync(
                   TimeElapsedColumn(), console=err, transient=False) as progress:
         for name in names:
             task = progress.add_task(f"sync {name}", total=None)
-            result = service.run(name, mode="full" if full else "incremental", trigger="cli",
-                                 progress=lambda n, t=task: progress.update(t, completed=n))
+            try:
+                result = service.run(name, mode="full" if full else "incremental", trigger="cli",
+                                     progress=lambda n, t=task: progress.update(t, completed=n))
+            except SourceBusy as exc:
+                failed = True
+                err.print(f"[yellow]{exc}; try again when it has finished[/yellow]", highlight=False)
+                continue
             progress.update(task, total=result.items_seen, completed=result.items_seen)
             if result.status != "succeeded":
                 failed = True

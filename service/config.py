@@ -236,6 +236,10 @@ class AppConfig(Strict):
     objectives: list[Objective] = Field(default_factory=list)
     outbox_interval_seconds: int = Field(10, ge=1)
     webhook_debounce_seconds: float = Field(0.25, ge=0, le=60, description="a burst for one item = one refresh")
+    lease_seconds: int = Field(
+        120, ge=2, le=3600,
+        description="a sync holds its source this long, renewed with every page; a dead holder blocks it no longer",
+    )
     claim_seconds: int = Field(
         120, ge=2, le=3600,
         description="how long a replica holds claimed inbox and outbox rows; after that (it died) another takes them",

@@ -17,12 +17,14 @@ from sqlalchemy.engine import Engine
 
 from connectors.base import AuthError, FatalError, RanksNatively, RetriableError, SkippableError
 from service.db import session_scope
+from service.planning import same_value
 from service.registry import profile_for, tool_for
 from service.tables import ItemRow, OutboxRow, SourceRow, SourceState, WriteLogRow, utcnow
 
 log = logging.getLogger("backlog_sync.outbox")
 
 CLAIM_SECONDS = 300
+RECOVERED = "recovered:"
 MAX_ATTEMPTS = 8
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -59,6 +61,8 @@ def claim(engine: Engine, *, limit: int, source: str | None = None,
         rows = list(db.execute(query).scalars())
         token = claim_token()
         for row in rows:
+            if row.status == "sending":  # its worker died (or stalled) mid-send: the write may have landed
+                row.last_error = f"{RECOVERED} the claim of {row.claimed_by} expired"
             row.status = "sending"
             row.claimed_by = token
             row.claimed_until = now + timedelta(seconds=claim_seconds)
@@ -173,6 +177,16 @@ class OutboxWorker:
         fields = {row.field: row.value for row in rows if row.field in ("score", "rank", "kpi_result")}
         comments = [row for row in rows if row.field == "comment"]
         native = [row for row in rows if row.field == "native_rank"]
+        if fields and any((row.last_error or "").startswith(RECOVERED) for row in rows):
+            # A worker died after claiming these: if the tool already holds the values, do not write twice.
+            raws = connector.fetch([external_id])
+            if raws:
+                held = tool.to_item(raws[0], source=source_name, profile=profile, context=context).remote_values
+                landed = {name: value for name, value in fields.items() if same_value(value, held.get(name))}
+                if landed:
+                    log.info("%s %s already holds %s from an interrupted write; not sending it again",
+                             source_name, external_id, ", ".join(sorted(landed)))
+                    fields = {name: value for name, value in fields.items() if name not in landed}
         if fields:
             with session_scope(self.engine) as db:
                 item = db.execute(
@@ -188,7 +202,8 @@ class OutboxWorker:
                 failures = connector.rank(list(row.value or []))
                 if failures:
                     row.last_error = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:20])
-        self._mark_sent(source_name, external_id, rows, fields)
+        self._mark_sent(source_name, external_id, rows,
+                        {row.field: row.value for row in rows if row.field in ("score", "rank", "kpi_result")})
 
     def _mark_sent(self, source_name: str, external_id: str, rows: list[OutboxRow], fields: dict[str, Any]) -> None:
         now = utcnow()

@@ -184,6 +184,10 @@ class SyncService:
         finally:
             self._release_lease(name, owner)
 
+    @property
+    def _lease_seconds(self) -> int:
+        return getattr(self.config, "lease_seconds", LEASE_SECONDS)
+
     def _acquire_lease(self, name: str, owner: str, *, min_gap: float | None) -> bool:
         now = utcnow()
         free = (SourceRow.lease_expires_at.is_(None)) | (SourceRow.lease_expires_at < now)
@@ -195,7 +199,7 @@ class SyncService:
             )
         with session_scope(self.engine) as db:
             result = db.execute(query.values(lease_owner=owner, last_run_started_at=now,
-                                             lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
+                                             lease_expires_at=now + timedelta(seconds=self._lease_seconds)))
             return bool(result.rowcount)
 
     def _release_lease(self, name: str, owner: str) -> None:
@@ -210,6 +214,14 @@ class SyncService:
             assert state is not None
             if mode == "incremental" and state.runs_since_reconcile + 1 >= source.schedule.reconcile_every:
                 mode = "reconcile"
+            # We hold the lease, so a run still marked "running" belongs to a process that died mid-sync.
+            for stale in db.execute(select(SyncRun).where(SyncRun.source == name,
+                                                          SyncRun.status == "running")).scalars():
+                stale.status = "failed"
+                stale.finished_at = utcnow()
+                stale.error = "interrupted: the process running it stopped; the next run resumed from its cursor"
+                log.warning("sync run %s of %s was interrupted (its process stopped); resuming from the cursor",
+                            stale.id, name, extra={"source": name})
             run = SyncRun(source=name, mode=mode, trigger=trigger)
             db.add(run)
             db.flush()
@@ -270,7 +282,7 @@ class SyncService:
                 changed = upsert_items(db, name, items, read_started=read_started)
                 removed = remove_items(db, name, page.deleted_ids)
                 run = db.get(SyncRun, run_id)
-                lease = {"lease_expires_at": utcnow() + timedelta(seconds=LEASE_SECONDS)}
+                lease = {"lease_expires_at": utcnow() + timedelta(seconds=self._lease_seconds)}
                 if page.cursor is not None:
                     lease.update(cursor=page.cursor, cursor_updated_at=utcnow())
                 db.execute(update(SourceRow).where(SourceRow.name == name).values(**lease))

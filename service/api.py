@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -18,6 +20,7 @@ from sqlmodel import Session
 
 from service.config import AppConfig, Settings
 from service.db import NotMigratedError, check_migrated
+from service.logs import correlation_id
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Metrics
 from service.scheduler import Daemon
@@ -25,6 +28,7 @@ from service.sync import SyncService
 from service.tables import ItemRow, OutboxRow, SourceRow, SyncRun
 from service.webhooks import router as webhooks_router
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 log = logging.getLogger("backlog_sync.api")
 
 
@@ -284,4 +288,17 @@ def create_app(*, settings: Settings, config: AppConfig, engine: Engine, start_s
 
     app.include_router(admin)
     app.include_router(webhooks_router)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Any) -> Any:
+        """Every log line written while handling a request carries its id (the caller's X-Request-ID or ours)."""
+        supplied = request.headers.get("x-request-id", "")
+        rid = supplied if _REQUEST_ID.fullmatch(supplied) else f"req-{uuid.uuid4().hex[:12]}"
+        token = correlation_id.set(rid)
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        response.headers["X-Request-ID"] = rid
+        return response
     return app

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from connectors.base import AuthError, ConnectorError, WebhookEvent
 from service.db import session_scope
+from service.logs import correlation_id
 from service.outbox import WORKER_ID, OutboxWorker
 from service.planning import plan_writes, same_value
 from service.registry import profile_for, tool_for
@@ -154,7 +156,11 @@ class InboxWorker:
         for row in rows:
             by_source[row.source].append(row)
         for source_name, source_rows in by_source.items():
-            self._process_source(source_name, source_rows)
+            token = correlation_id.set(f"inbox-{source_name}-{uuid.uuid4().hex[:8]}")
+            try:
+                self._process_source(source_name, source_rows)
+            finally:
+                correlation_id.reset(token)
         return len(rows)
 
     def _process_source(self, source_name: str, rows: list[InboxRow]) -> None:

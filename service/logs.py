@@ -11,6 +11,17 @@ from datetime import UTC, datetime
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
 _secrets: set[str] = set()
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_with_id(*args: object, **kwargs: object) -> logging.LogRecord:
+    """Stamps every record with the sync or request id current where it was logged."""
+    record = _base_factory(*args, **kwargs)
+    record.correlation_id = correlation_id.get()
+    return record
+
+
+logging.setLogRecordFactory(_record_with_id)
 
 
 def register_secrets(values: list[str]) -> None:
@@ -33,7 +44,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        cid = correlation_id.get()
+        cid = getattr(record, "correlation_id", None) or correlation_id.get()
         if cid:
             entry["id"] = cid
         for key in ("source", "run_id", "event"):
@@ -46,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        cid = correlation_id.get()
+        cid = getattr(record, "correlation_id", None) or correlation_id.get()
         prefix = f"[{cid}] " if cid else ""
         line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {prefix}{record.getMessage()}"
         if record.exc_info:

@@ -241,17 +241,21 @@ class SyncService:
             counts["writes_planned"] = plan_writes(self.engine, source)
         except Exception as exc:  # every failure ends the run with a clear reason
             self._report(name, mode, "failed", time.monotonic() - started, counts["items_seen"])
-            return self._fail(name, run_id, counts, exc)
+            try:
+                return self._fail(name, run_id, counts, exc)
+            finally:
+                correlation_id.reset(token)
+        elapsed = time.monotonic() - started
+        try:
+            self._succeed(name, run_id, counts, mode)
+            self._report(name, mode, "succeeded", elapsed, counts["items_seen"])
+            log.info(
+                "sync of %s (%s) finished in %.2fs: %d seen, %d changed, %d removed, %d writes planned",
+                name, mode, elapsed, counts["items_seen"], counts["items_changed"], counts["items_removed"],
+                counts["writes_planned"], extra={"source": name, "run_id": run_id},
+            )
         finally:
             correlation_id.reset(token)
-        elapsed = time.monotonic() - started
-        self._succeed(name, run_id, counts, mode)
-        self._report(name, mode, "succeeded", elapsed, counts["items_seen"])
-        log.info(
-            "sync of %s (%s) finished in %.2fs: %d seen, %d changed, %d removed, %d writes planned",
-            name, mode, elapsed, counts["items_seen"], counts["items_changed"], counts["items_removed"],
-            counts["writes_planned"], extra={"source": name, "run_id": run_id},
-        )
         return SyncResult(run_id=run_id, status="succeeded", items_seen=counts["items_seen"],
                           items_changed=counts["items_changed"], items_removed=counts["items_removed"],
                           writes_planned=counts["writes_planned"])

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from service.config import AppConfig, Settings
 from service.db import NotMigratedError, check_migrated
+from service.inbox import IntakeWriter
 from service.logs import correlation_id
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Metrics
@@ -149,7 +150,14 @@ def require_admin(request: Request) -> None:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-admin = APIRouter(prefix="/api", dependencies=[Depends(require_admin)], tags=["admin"])
+def refuse_nul_bytes(request: Request) -> None:
+    """A NUL byte is never part of a source, key or filter (and PostgreSQL refuses it in text): 422."""
+    raw = request.url.path + "?" + str(request.url.query)
+    if "\x00" in raw or "%00" in raw.lower() or any("\x00" in v for v in request.path_params.values()):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "parameters must not contain NUL bytes")
+
+
+admin = APIRouter(prefix="/api", dependencies=[Depends(require_admin), Depends(refuse_nul_bytes)], tags=["admin"])
 
 
 @admin.get("/items", response_model=ItemsPublic)
@@ -250,6 +258,7 @@ def create_app(*, settings: Settings, config: AppConfig, engine: Engine, start_s
         try:
             yield
         finally:
+            app.state.intake.stop()
             daemon.stop()
 
     app = FastAPI(
@@ -262,6 +271,7 @@ def create_app(*, settings: Settings, config: AppConfig, engine: Engine, start_s
     app.state.admin_token = admin_token
     app.state.sync = sync_service
     app.state.daemon = daemon
+    app.state.intake = IntakeWriter(engine)
     app.state.metrics = metrics
 
     @app.get("/metrics", tags=["probes"], response_class=PlainTextResponse)

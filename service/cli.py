@@ -62,6 +62,8 @@ def _setup_logs(settings: Settings, config: AppConfig | None, fmt: str | None = 
     setup_logging(settings.log_level, fmt or settings.log_format)
     if config is not None:
         register_secrets(configured_secrets(config))
+    if settings.admin_token:
+        register_secrets([settings.admin_token])
 
 
 @app.command("check-config")

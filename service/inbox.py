@@ -5,8 +5,10 @@ that only echo our own writes (same field, same value as the write log) cause no
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -58,6 +60,111 @@ def store_delivery(engine: Engine, *, source: str, delivery_id: str, body: bytes
             return StoreResult(stored=True, inbox_id=row.id)
     except IntegrityError:
         return StoreResult(stored=False, inbox_id=None)
+
+
+def store_deliveries(engine: Engine, deliveries: list[tuple[str, str, bytes]]) -> list[bool]:
+    """Persists several verified deliveries (source, key, body) in one transaction; True where newly stored.
+
+    ON CONFLICT DO NOTHING keeps the same delivery from being stored twice, within the batch, across
+    batches and across replicas.
+    """
+    table = InboxRow.__table__
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    stored: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str]] = set()
+    rows = []
+    for source, key, body in deliveries:
+        if (source, key) in seen:
+            continue
+        seen.add((source, key))
+        rows.append({"source": source, "delivery_id": key, "body": body.decode("utf-8", "replace"),
+                     "received_at": now, "status": "pending", "attempts": 0})
+    with engine.begin() as connection:
+        for chunk_start in range(0, len(rows), 500):
+            chunk = rows[chunk_start:chunk_start + 500]
+            statement = insert(table).values(chunk).on_conflict_do_nothing(
+                index_elements=["source", "delivery_id"]).returning(table.c.source, table.c.delivery_id)
+            stored.update((source, key) for source, key in connection.execute(statement))
+    results = []
+    reported: set[tuple[str, str]] = set()
+    for source, key, _ in deliveries:
+        fresh = (source, key) in stored and (source, key) not in reported
+        reported.add((source, key))
+        results.append(fresh)
+    return results
+
+
+class IntakeWriter:
+    """Group commit for webhook intake: deliveries arriving together are inserted in one transaction, and each
+    request is answered only once the transaction holding its delivery has committed (persist, then ack)."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[str, str, bytes, asyncio.AbstractEventLoop, asyncio.Future[bool]]
+                                       | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def store(self, source: str, key: str, body: bytes) -> bool:
+        """Stores one delivery; True if it is new, False if the same delivery was already stored."""
+        self._ensure_running()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.put((source, key, body, loop, future))
+        return await future
+
+    def _ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="webhook-intake", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread = self._thread
+            self._thread = None
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            try:
+                results = store_deliveries(self.engine, [(source, key, body) for source, key, body, _, _ in batch])
+            except Exception as exc:  # the database refused: every request of the batch gets a 5xx, tools retry
+                log.exception("storing %d webhook deliveries failed", len(batch))
+                for *_, loop, future in batch:
+                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                continue
+            for (*_, loop, future), fresh in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, fresh, None)
+
+
+def _settle(future: asyncio.Future[bool], result: bool | None, error: BaseException | None) -> None:
+    if future.done():  # the request was cancelled (client went away); the delivery is stored all the same
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(bool(result))
 
 
 @dataclass

@@ -6,6 +6,7 @@ stopped in the FastAPI lifespan; failures are logged on the edge by the sync ser
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -61,7 +62,12 @@ class Daemon:
             self.drain_outbox()
 
     def trigger_sync(self, name: str, *, mode: str, trigger: str = "api") -> None:
-        """Runs a sync now on the scheduler's threads (one at a time per source)."""
+        """Runs a sync now on the scheduler's threads (one at a time per source); without a running scheduler
+        (run_scheduler=false), on a thread of its own; the source's lease keeps it to one run at a time."""
+        if not self.scheduler.running:
+            threading.Thread(target=self._manual_sync, args=(name, mode, trigger), name=f"manual-sync-{name}",
+                             daemon=True).start()
+            return
         self.scheduler.add_job(self._manual_sync, args=[name, mode, trigger], id=f"manual:{name}",
                                replace_existing=True, max_instances=1)
 
@@ -70,6 +76,9 @@ class Daemon:
             self.sync.run(name, mode=mode, trigger=trigger)
         except SourceUnavailable as exc:
             log.info("requested sync not run: %s", exc)
+            return
+        except Exception:  # a thread of its own has nobody else to report to
+            log.exception("requested sync of %s failed", name)
             return
         self.drain_outbox()
 

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
-from service.inbox import delivery_key, store_delivery
+from service.inbox import delivery_key
 from service.tables import WebhookSecretRow
 
 log = logging.getLogger("backlog_sync.webhooks")
@@ -33,13 +33,13 @@ async def read_limited(request: Request, limit: int) -> bytes:
     """Reads the body, refusing more than `limit` bytes without buffering the rest."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -93,7 +93,7 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
     body = await read_limited(request, app.state.settings.max_webhook_body_bytes)
     headers = {k.lower(): v for k, v in request.headers.items()}
     sync = app.state.sync
-    connector = await run_in_threadpool(sync.connector, source.name)
+    connector = sync.connector(source.name)  # built once, without calling the tool
 
     # Asana's handshake: echo the secret and keep it to verify later deliveries.
     if kind == "asana" and "x-hook-secret" in headers:
@@ -131,13 +131,13 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
         events[0].delivery_id if len(events) == 1 else None
     )
     key = delivery_key(tool_delivery, body)
-    result = await run_in_threadpool(store_delivery, app.state.engine, source=source.name, delivery_id=key, body=body)
+    stored = await app.state.intake.store(source.name, key, body)
     metrics = getattr(app.state, "metrics", None)
     if metrics is not None:
-        metrics.webhook_received(source.name, duplicate=not result.stored)
-    if result.stored:
+        metrics.webhook_received(source.name, duplicate=not stored)
+    if stored:
         app.state.daemon.inbox.wake.set()
-    return Response(content=json.dumps({"stored": result.stored}), media_type="application/json", status_code=200)
+    return Response(content=json.dumps({"stored": stored}), media_type="application/json", status_code=200)
 
 
 @router.head("/{kind}")

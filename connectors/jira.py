@@ -11,10 +11,11 @@ Three calls go through that same session directly, for reasons of the library's:
 - comments: `JIRA.add_comment()` sends a plain string, which REST v3 refuses (it wants ADF);
 - ranking: `JIRA.rank()` moves one issue per call; the Agile endpoint moves up to 50.
 
-Incremental sync. The cursor is the largest `updated` timestamp read so far (UTC, millisecond precision);
-pages are ordered by `updated ASC` so a cursor stored with a page covers everything before it. The last
-page moves the cursor up to the server's time when the search began (serverInfo.serverTime): whatever
-changes after that has a later `updated`. Jira reads
+Incremental sync. The cursor is the largest `updated` timestamp read so far (UTC, millisecond precision),
+but never later than the server's time when the search began (serverInfo.serverTime): pages are ordered by
+`updated ASC`, so a cursor stored with a page covers everything before it, and an issue edited during the
+scan (after its page was read) has an `updated` past that start, so the next run reads it again. The last
+page moves the cursor up to the start even when nothing changed, which keeps the next window short. Jira reads
 JQL dates in the API user's time zone with minute precision, so the lower bound is converted to that zone
 (from /myself) and floored to the minute, minus the configured overlap; records older than the exact bound
 are dropped here, so a minute's rounding never re-reads whole pages of unchanged issues.
@@ -201,9 +202,7 @@ class JiraConnector:
                     newest = updated
                 records.append(issue)
             paginator.advance(None if body.get("isLast", True) else body.get("nextPageToken"))
-            if paginator.finished and started is not None and (newest is None or started > newest):
-                newest = started
-            yield Page(records=records, cursor=_format_cursor(newest))
+            yield Page(records=records, cursor=_format_cursor(_page_cursor(newest, started, paginator.finished)))
 
     def list_ids(self) -> Iterator[str]:
         """Yields the id of every issue in scope (ids only: 5000 a page)."""
@@ -323,6 +322,17 @@ def _zone(name: Any) -> ZoneInfo:
         except (ZoneInfoNotFoundError, ValueError):
             log.warning("jira: the user's time zone %r is unknown here; reading JQL dates as UTC", name)
     return ZoneInfo("UTC")
+
+
+def _page_cursor(newest: datetime | None, started: datetime | None, last: bool) -> datetime | None:
+    """The cursor safe to store with a page. Never past the search's start: an issue edited during the scan
+    after its page was read has an `updated` below a later page's records, and must be read again next time.
+    After the last page, everything updated before the start has been read: the start is the cursor."""
+    if started is None:
+        return newest
+    if last:
+        return started
+    return newest if newest is None or newest < started else started
 
 
 def _format_cursor(moment: datetime | None) -> str | None:

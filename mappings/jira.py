@@ -171,6 +171,33 @@ def _map_remote_values(item: BacklogItem, resolver: _FieldResolver) -> None:
             item.remote_values[logical] = number
 
 
+_TABLES_KEY = "__field_tables__"
+
+
+def _site_tables(context: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The site's folded field name -> ids and id -> custom type, built once per context (not per issue)."""
+    cached = context.get(_TABLES_KEY)
+    known = context.get("fields")
+    stamp = (id(known), tuple(known) if isinstance(known, dict) else None)
+    if isinstance(cached, tuple) and cached[0] == stamp:
+        return cached[1], cached[2]
+    by_name: dict[str, list[str]] = {}
+    schemas: dict[str, str] = {}
+    if isinstance(known, dict):
+        for field_id, meta in known.items():
+            if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+                by_name.setdefault(fold(meta["name"]), []).append(str(field_id))
+                schema = meta.get("schema")
+                custom = schema.get("custom") if isinstance(schema, dict) else meta.get("custom_type")
+                if isinstance(custom, str):
+                    schemas[str(field_id)] = custom
+    try:
+        context[_TABLES_KEY] = (stamp, by_name, schemas)
+    except TypeError:  # a read-only mapping: fine, just not cached
+        pass
+    return by_name, schemas
+
+
 class _FieldResolver:
     """Finds a logical field's value in an issue through the profile's names and the site's field list."""
 
@@ -178,20 +205,12 @@ class _FieldResolver:
         self._profile = profile
         fields = raw.get("fields")
         self._values: dict[str, Any] = fields if isinstance(fields, dict) else {}
-        self._ids_by_name: dict[str, list[str]] = {}
-        self._schemas: dict[str, str] = {}
-        known = context.get("fields")
-        if isinstance(known, dict):
-            for field_id, meta in known.items():
-                if isinstance(meta, dict) and isinstance(meta.get("name"), str):
-                    self._ids_by_name.setdefault(fold(meta["name"]), []).append(str(field_id))
-                    schema = meta.get("schema")
-                    custom = schema.get("custom") if isinstance(schema, dict) else meta.get("custom_type")
-                    if isinstance(custom, str):
-                        self._schemas[str(field_id)] = custom
+        by_name, self._schemas = _site_tables(context)
+        self._ids_by_name: dict[str, list[str]] = by_name
         # An issue fetched with expand=names carries its own id -> name table; use it for unknown fields.
         names = raw.get("names")
         if isinstance(names, dict):
+            self._ids_by_name = {name: list(ids) for name, ids in by_name.items()}
             for field_id, name in names.items():
                 if isinstance(name, str):
                     ids = self._ids_by_name.setdefault(fold(name), [])

@@ -4,6 +4,7 @@ profiles/<tool>.yaml; a source's `mapping:` block in the config overrides them k
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from functools import cache
 from importlib import resources
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mappings.model import ItemType, Status
 
 
+@functools.lru_cache(maxsize=8192)
 def fold(name: str) -> str:
     """Folds a name for matching: case, accents and surrounding space do not matter ("À faire" == "a faire")."""
     decomposed = unicodedata.normalize("NFKD", name.strip().casefold().replace("\u2019", "'"))

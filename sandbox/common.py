@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -61,9 +63,24 @@ class SandboxState:
             self.faults.append(fault)
         return fault
 
+    def take_reset(self, method: str, path: str) -> bool:
+        """Socket level: takes a reset_connection fault matching a raw request path, if one is due."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.reset_connection and fault.times != 0 and fault.method in ("*", method) and (
+                        fault.route == "*" or re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(fault.route)),
+                                                           path)):
+                    if fault.times > 0:
+                        fault.times -= 1
+                    self.counters[f"{method} {fault.route}"] += 1
+                    return True
+            return False
+
     def take_fault(self, method: str, route: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
+                if fault.reset_connection:
+                    continue  # dropped at the socket, before the app sees the request (ThreadedServer)
                 if fault.matches(method, route) and fault.times != 0:
                     if fault.times > 0:
                         fault.times -= 1
@@ -112,8 +129,6 @@ def install_sandbox_plumbing(app: FastAPI, state: SandboxState) -> None:
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
-            if fault.reset_connection:
-                raise ConnectionResetError("sandbox: connection reset by fault injection")
             if fault.status is not None:
                 state.count_status(fault.status)
                 if isinstance(fault.body, str):
@@ -154,13 +169,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _resetting_protocol(state: SandboxState) -> type:
+    """uvicorn's HTTP protocol, able to drop a connection with a TCP reset before answering (a real
+    'connection reset by peer' for the client, which an app-level fault cannot produce)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+    except ImportError:  # httptools is not installed: the pure-Python parser
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Protocol
+
+    class ResettingProtocol(Protocol):
+        def data_received(self, data: bytes) -> None:
+            line = data.split(b"\r\n", 1)[0].decode("latin-1", "replace").split(" ")
+            if len(line) >= 2 and state.take_reset(line[0], line[1].split("?", 1)[0]):
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.transport.abort()
+                return
+            super().data_received(data)
+
+    return ResettingProtocol
+
+
 class ThreadedServer:
     """Runs an ASGI app under uvicorn in a background thread on 127.0.0.1 (httpx's test pattern)."""
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
+        state = getattr(getattr(app, "state", None), "sandbox", None)
+        extra = {"http": _resetting_protocol(state)} if isinstance(state, SandboxState) else {}
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")
+                                access_log=False, lifespan="on", **extra)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"sandbox-{self.port}", daemon=True)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from service.config import SourceConfig
 from service.db import lock_source, session_scope
 from service.registry import owned_fields
-from service.tables import ItemRow, OutboxRow
+from service.tables import ItemRow, OutboxRow, utcnow
 
 SCORE_DECIMALS = 2
 
@@ -52,6 +52,8 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
                 ).order_by(OutboxRow.id)  # the newest row of an item's field wins
             ).scalars()
         }
+        new_rows: list[dict[str, Any]] = []
+        now = utcnow()
         rows = db.execute(
             select(ItemRow.external_id, ItemRow.score, ItemRow.rank, ItemRow.remote_values)
             .where(ItemRow.source == source.name)
@@ -71,6 +73,10 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
                     if queued.status == "pending":
                         queued.status = "superseded"
                     # A write in flight is left alone; the outbox sends the newer value after it.
-                db.add(OutboxRow(source=source.name, external_id=external_id, field=field, value=desired[field]))
+                new_rows.append({"source": source.name, "external_id": external_id, "field": field,
+                                 "value": desired[field], "status": "pending", "attempts": 0,
+                                 "created_at": now, "next_attempt_at": now})
                 planned += 1
+        if new_rows:
+            db.execute(insert(OutboxRow.__table__), new_rows)
     return planned

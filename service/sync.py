@@ -4,20 +4,23 @@ score and rank, and plan the writes that differ from what the tool holds."""
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from connectors.base import (
     AuthError,
     ConnectorError,
     FatalError,
+    Page,
     RetriableError,
     RetryPolicy,
     WorkItemSource,
@@ -270,12 +273,7 @@ class SyncService:
         context = self.context(name, refresh=True)
         tool = tool_for(source.kind)
         profile = profile_for(source)
-        pages = iter(connector.pull(cursor, full=full))
-        while True:
-            read_started = utcnow()
-            page = next(pages, None)
-            if page is None:
-                break
+        for read_started, page in prefetch(connector.pull(cursor, full=full)):
             items: list[BacklogItem] = []
             for raw in page.records:
                 try:
@@ -367,6 +365,56 @@ class SyncService:
             k: counts[k] for k in ("items_seen", "items_changed", "items_removed", "writes_planned")})
 
 
+_DONE = object()
+
+
+def prefetch(pages: Iterator[Page]) -> Iterator[tuple[datetime, Page]]:
+    """Reads the next page on a thread while the current one is mapped and stored (the tool's latency hides
+    behind our work). At most one page waits, so memory stays at two pages. Yields (when its read began, page);
+    an error of the reader is raised here, in order, after the pages read before it."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(entry: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                started = utcnow()
+                page = next(pages, _DONE)
+                if page is _DONE or not put((started, page)):
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(exc)
+            return
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+        put(_DONE)
+
+    reader = threading.Thread(target=read, name="page-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            entry = handoff.get()
+            if entry is _DONE:
+                return
+            if isinstance(entry, BaseException):
+                raise entry
+            yield entry
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+
+
 def upsert_items(db: Any, source: str, items: list[BacklogItem], *, read_started: datetime | None = None) -> int:
     """Inserts or updates items by (source, external id); returns how many were new or changed.
 
@@ -393,22 +441,29 @@ def upsert_items(db: Any, source: str, items: list[BacklogItem], *, read_started
         ).scalars())
     changed = 0
     now = datetime.now(UTC)
+    new_rows = []
     for external_id, item in by_id.items():
         values = item_to_row_values(item)
         row = existing.get(external_id)
         if row is None:
-            db.add(ItemRow(source=source, external_id=external_id, synced_at=now, **values))
-            changed += 1
+            new_rows.append({"source": source, "external_id": external_id, "synced_at": now, "score_problems": [],
+                             **values})
             continue
         if external_id in written_since:
             values["remote_values"] = {**values["remote_values"], **{
                 field: value for field, value in (row.remote_values or {}).items() if field in OWNED_FIELDS}}
+        row.synced_at = now
+        if row.content_hash == values["content_hash"] and row.remote_values == values["remote_values"]:
+            row.updated_at = values["updated_at"]  # the hash covers every other mapped value
+            continue
         if row.content_hash != values["content_hash"]:
             changed += 1
         for key, value in values.items():
             setattr(row, key, value)
-        row.synced_at = now
-    return changed
+    if new_rows:
+        # Core inserts: building ORM objects for thousands of new items costs more than the rest of the page.
+        db.execute(insert(ItemRow.__table__), new_rows)
+    return changed + len(new_rows)
 
 
 def remove_items(db: Any, source: str, external_ids: list[str]) -> int:

@@ -769,10 +769,11 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
                 issue = site.issues.get(issue_id)
                 if issue is None:
                     continue  # deleted since the search began
-                rendered = site.render(issue, wanted)
-                if ids_only:
-                    rendered = {"id": rendered["id"], "key": rendered["key"], "self": rendered["self"]}
-                issues.append(rendered)
+                if ids_only:  # Jira answers id-only searches without reading the fields
+                    issues.append({"id": str(issue.id), "key": issue.key,
+                                   "self": f"{site.base_url}/rest/api/3/issue/{issue.id}"})
+                    continue
+                issues.append(site.render(issue, wanted))
             end = offset + max_results
             is_last = end >= len(ids)
             body: dict[str, Any] = {"issues": issues, "isLast": is_last}

@@ -18,6 +18,8 @@ app = typer.Typer(help="Syncs marketing backlogs (Jira, Trello, Asana) with prio
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+webhooks_app = typer.Typer(help="Webhook set-up.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 err = Console(stderr=True)
@@ -90,6 +92,36 @@ def db_current() -> None:
 
     engine = _engine(_settings(), require_migrated=False)
     console.print(f"current: {current_revision(engine)}  head: {head_revision()}")
+
+
+@webhooks_app.command("url")
+def webhook_url(
+    source: Annotated[str, typer.Option(help="The source the webhook is for.")],
+    base_url: Annotated[str, typer.Option(help="The daemon's public URL, e.g. https://backlog-sync.example.com")],
+    config: ConfigOption = None,
+) -> None:
+    """Prints the URL to register in the tool for a source's webhook (with its path token if it has no secret)."""
+    from service.webhooks import jira_path_token
+
+    loaded = _config(config, check_secrets=False)
+    found = loaded.source(source)
+    if found is None:
+        err.print(f"[red]No source named {source!r}; configured: {', '.join(s.name for s in loaded.sources)}[/red]")
+        raise typer.Exit(2)
+    url = f"{base_url.rstrip('/')}/webhooks/{found.kind}/{found.name}"
+    if found.kind == "jira" and found.webhook_secret is None:
+        try:
+            admin_token = _settings().checked_admin_token()
+        except ConfigError as exc:
+            err.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(2) from None
+        url += "/" + jira_path_token(admin_token, found.name)
+        console.print(url, highlight=False, soft_wrap=True)
+        err.print("No webhook_secret is configured: the URL carries an unguessable token instead; keep it secret.")
+        return
+    console.print(url, highlight=False, soft_wrap=True)
+    if found.kind == "jira":
+        err.print("Set the same secret in Jira's webhook settings; deliveries are verified with X-Hub-Signature.")
 
 
 @app.command()

@@ -313,11 +313,34 @@ def load_config(path: str | Path, *, check_secrets: bool = True) -> AppConfig:
     except ValidationError as exc:
         problems = [f"{path}: {_key_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(problems) from None
+    problems = [f"{path}: {where}: {reason}" for where, reason in availability_problems(config)]
+    if problems:
+        raise ConfigError(problems)
     if check_secrets:
         problems = [f"{path}: {where}: {reason}" for where, reason in secret_problems(config)]
         if problems:
             raise ConfigError(problems)
     return config
+
+
+# What this version can run. The config schema already describes Trello, Asana and GA4 objectives; until
+# their connectors land, a config that uses them is refused instead of being silently ignored.
+AVAILABLE_KINDS = ("jira",)
+
+
+def availability_problems(config: AppConfig) -> list[tuple[str, str]]:
+    problems = [
+        (f"sources[{i}].kind", f"{source.kind} sources are not available in this version yet "
+                               f"(available: {', '.join(AVAILABLE_KINDS)})")
+        for i, source in enumerate(config.sources) if source.kind not in AVAILABLE_KINDS
+    ]
+    if config.ga4 is not None or config.objectives:
+        problems.append(("ga4" if config.ga4 is not None else "objectives",
+                         "GA4 objectives are not available in this version yet"))
+    for i, source in enumerate(config.sources):
+        if source.reach_from_ga4:
+            problems.append((f"sources[{i}].reach_from_ga4", "reach from GA4 is not available in this version yet"))
+    return problems
 
 
 def _secret_refs(config: AppConfig) -> list[tuple[str, SecretRef]]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -29,11 +30,26 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns (story, inputs, problems, ...) are written for every item of every page: orjson is 5-10x faster.
+def _json_loads(value: str | bytes) -> object:
+    if not isinstance(value, str | bytes | bytearray | memoryview):
+        # SQLite hands back a JSON number as a number (its column affinity); SQLAlchemy expects TypeError then.
+        raise TypeError(f"not JSON text: {type(value).__name__}")
+    return orjson.loads(value)
+
+
+_JSON = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
+
+
 def make_engine(url: str) -> Engine:
     """Creates an engine; SQLite gets WAL and a busy timeout so the daemon and the CLI can share it."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **_JSON)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001, ANN202
@@ -44,7 +60,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **_JSON)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import aliased
 
 from connectors.base import AuthError, ConnectorError, WebhookEvent
 from service.db import session_scope
@@ -50,11 +51,13 @@ def delivery_key(delivery_id: str | None, body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def store_delivery(engine: Engine, *, source: str, delivery_id: str, body: bytes) -> StoreResult:
+def store_delivery(engine: Engine, *, source: str, delivery_id: str, body: bytes,
+                   item_id: str | None = None) -> StoreResult:
     """Persists a verified delivery; the same delivery twice is stored (and so processed) once."""
     try:
         with session_scope(engine) as db:
-            row = InboxRow(source=source, delivery_id=delivery_id, body=body.decode("utf-8", "replace"))
+            row = InboxRow(source=source, delivery_id=delivery_id, body=body.decode("utf-8", "replace"),
+                           item_id=item_id)
             db.add(row)
             db.flush()
             return StoreResult(stored=True, inbox_id=row.id)
@@ -62,8 +65,8 @@ def store_delivery(engine: Engine, *, source: str, delivery_id: str, body: bytes
         return StoreResult(stored=False, inbox_id=None)
 
 
-def store_deliveries(engine: Engine, deliveries: list[tuple[str, str, bytes]]) -> list[bool]:
-    """Persists several verified deliveries (source, key, body) in one transaction; True where newly stored.
+def store_deliveries(engine: Engine, deliveries: list[tuple[str, str, bytes, str | None]]) -> list[bool]:
+    """Persists verified deliveries (source, key, body, item id) in one transaction; True where newly stored.
 
     ON CONFLICT DO NOTHING keeps the same delivery from being stored twice, within the batch, across
     batches and across replicas.
@@ -77,12 +80,13 @@ def store_deliveries(engine: Engine, deliveries: list[tuple[str, str, bytes]]) -
     stored: set[tuple[str, str]] = set()
     seen: set[tuple[str, str]] = set()
     rows = []
-    for source, key, body in deliveries:
+    for source, key, body, item_id in deliveries:
         if (source, key) in seen:
             continue
         seen.add((source, key))
         rows.append({"source": source, "delivery_id": key, "body": body.decode("utf-8", "replace"),
-                     "received_at": now, "status": "pending", "attempts": 0})
+                     "item_id": item_id[:128] if item_id else None, "received_at": now, "status": "pending",
+                     "attempts": 0})
     with engine.begin() as connection:
         for chunk_start in range(0, len(rows), 500):
             chunk = rows[chunk_start:chunk_start + 500]
@@ -91,7 +95,7 @@ def store_deliveries(engine: Engine, deliveries: list[tuple[str, str, bytes]]) -
             stored.update((source, key) for source, key in connection.execute(statement))
     results = []
     reported: set[tuple[str, str]] = set()
-    for source, key, _ in deliveries:
+    for source, key, _, _ in deliveries:
         fresh = (source, key) in stored and (source, key) not in reported
         reported.add((source, key))
         results.append(fresh)
@@ -105,17 +109,18 @@ class IntakeWriter:
     def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[str, str, bytes, asyncio.AbstractEventLoop, asyncio.Future[bool]]
-                                       | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[
+            tuple[str, str, bytes, str | None, asyncio.AbstractEventLoop, asyncio.Future[bool]] | None
+        ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def store(self, source: str, key: str, body: bytes) -> bool:
+    async def store(self, source: str, key: str, body: bytes, item_id: str | None = None) -> bool:
         """Stores one delivery; True if it is new, False if the same delivery was already stored."""
         self._ensure_running()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        self._queue.put((source, key, body, loop, future))
+        self._queue.put((source, key, body, item_id, loop, future))
         return await future
 
     def _ensure_running(self) -> None:
@@ -148,7 +153,7 @@ class IntakeWriter:
                     break
                 batch.append(more)
             try:
-                results = store_deliveries(self.engine, [(source, key, body) for source, key, body, _, _ in batch])
+                results = store_deliveries(self.engine, [entry[:4] for entry in batch])
             except Exception as exc:  # the database refused: every request of the batch gets a 5xx, tools retry
                 log.exception("storing %d webhook deliveries failed", len(batch))
                 for *_, loop, future in batch:
@@ -228,7 +233,17 @@ class InboxWorker:
     # -- processing ---------------------------------------------------------------------------------
 
     def claim(self, *, limit: int = 500) -> list[InboxRow]:
+        """Claims due deliveries. An item's deliveries are due together once its burst has gone quiet for the
+        debounce window (or has lasted 20 windows: a constant stream is still processed)."""
         now = utcnow()
+        newer = aliased(InboxRow)
+        still_bursting = (
+            select(newer.id)
+            .where(newer.source == InboxRow.source, newer.item_id == InboxRow.item_id,
+                   newer.status == "pending", newer.received_at > now - self.debounce)
+            .exists()
+        )
+        patience = max(self.debounce * 20, timedelta(seconds=1))
         with session_scope(self.engine) as db:
             query = (
                 select(InboxRow)
@@ -236,7 +251,8 @@ class InboxWorker:
                     or_(
                         (InboxRow.status == "pending")
                         & (InboxRow.received_at <= now - self.debounce)
-                        & (InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now)),
+                        & (InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now))
+                        & (InboxRow.item_id.is_(None) | ~still_bursting | (InboxRow.received_at <= now - patience)),
                         (InboxRow.status == "processing") & (InboxRow.claimed_until < now),
                     )
                 )
@@ -244,7 +260,7 @@ class InboxWorker:
                 .limit(limit)
             )
             if self.engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
+                query = query.with_for_update(skip_locked=True, of=InboxRow)
             rows = list(db.execute(query).scalars())
             for row in rows:
                 row.status = "processing"

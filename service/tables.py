@@ -134,11 +134,13 @@ class InboxRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "delivery_id", name="uq_inbox_source_delivery"),
         Index("ix_inbox_status_received", "status", "received_at"),
+        Index("ix_inbox_item", "source", "item_id", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=64)
     delivery_id: str = Field(max_length=200)
+    item_id: str | None = Field(default=None, max_length=128)  # the one item it is about, for debouncing
     received_at: datetime = Field(default_factory=utcnow)
     body: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(default="pending", max_length=16)  # pending | processing | done | ignored | failed

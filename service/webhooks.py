@@ -131,7 +131,9 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
         events[0].delivery_id if len(events) == 1 else None
     )
     key = delivery_key(tool_delivery, body)
-    stored = await app.state.intake.store(source.name, key, body)
+    items = {event.external_id for event in events}
+    item_id = next(iter(items)) if len(items) == 1 else None  # one item: its burst is debounced together
+    stored = await app.state.intake.store(source.name, key, body, item_id)
     metrics = getattr(app.state, "metrics", None)
     if metrics is not None:
         metrics.webhook_received(source.name, duplicate=not stored)

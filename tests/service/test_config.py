@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from service.cli import app
@@ -92,3 +93,36 @@ def test_placeholder_admin_token_is_refused_in_production(token: str | None) -> 
 
 def test_strong_admin_token_is_accepted() -> None:
     assert Settings(admin_token="x" * 32).checked_admin_token() == "x" * 32
+
+
+@pytest.mark.parametrize("extra, where", [
+    ({"sources": [{"name": "board", "kind": "trello", "api_key": {"env": "HOME"}, "token": {"env": "HOME"},
+                   "boards": ["abc"]}]}, "sources[0].kind"),
+    ({"sources": [{"name": "proj", "kind": "asana", "token": {"env": "HOME"}, "projects": ["1"]}]},
+     "sources[0].kind"),
+    ({"ga4": {"property_id": "123"}}, "ga4"),
+])
+def test_what_this_version_cannot_run_is_refused_not_ignored(tmp_path: Path, extra: dict, where: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(extra))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert any(f"{path}: {where}: " in problem and "not available in this version" in problem
+               for problem in error.value.problems), error.value.problems
+
+
+def test_webhooks_url_prints_the_path_token_url_the_daemon_accepts(tmp_path: Path) -> None:
+    from service.webhooks import jira_path_token
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"sources": [{
+        "name": "mkt", "kind": "jira", "base_url": "https://acme.atlassian.net", "jql": "project = MKT",
+        "auth": {"email": "ops@example.com", "token": {"env": "HOME"}}}]}))
+    token = "an-admin-token-of-thirty-two-chars!"
+    result = CliRunner().invoke(app, ["webhooks", "url", "--source", "mkt", "--base-url", "https://bs.example.com/",
+                                      "-c", str(path)], env={"ADMIN_TOKEN": token})
+    assert result.exit_code == 0, result.output
+    assert f"https://bs.example.com/webhooks/jira/mkt/{jira_path_token(token, 'mkt')}" in result.output
+    missing = CliRunner().invoke(app, ["webhooks", "url", "--source", "nope", "--base-url", "https://x",
+                                       "-c", str(path)], env={"ADMIN_TOKEN": token})
+    assert missing.exit_code == 2 and "mkt" in missing.output

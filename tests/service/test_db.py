@@ -53,3 +53,19 @@ def test_upgrade_is_repeatable(tmp_path: Path) -> None:
     upgrade(url)
     upgrade(url)
     check_migrated(make_engine(url))
+
+
+def test_json_columns_round_trip_numbers_text_and_structures(engine) -> None:
+    """A JSON number comes back from SQLite as a number (column affinity); every shape must survive."""
+    from service.db import session_scope
+    from service.tables import OutboxRow
+
+    values = [12.5, 3, "text", None, ["a", 1], {"k": [1, 2]}, True, "é ✓"]
+    with session_scope(engine) as db:
+        for value in values:
+            db.add(OutboxRow(source="s", external_id="1", field="score", value=value))
+    with session_scope(engine) as db:
+        from sqlalchemy import select
+
+        stored = [row.value for row in db.execute(select(OutboxRow).order_by(OutboxRow.id)).scalars()]
+    assert stored == values

@@ -1,7 +1,11 @@
 """Jira connector on the `jira` library (pycontribs): Cloud (email + API token) or Data Center (bearer PAT).
 
-Issues come from /rest/api/3/search/jql, page by page by nextPageToken until isLast, as raw JSON
-(`json_result=True`): the library's Issue objects cost 4-5x the time and half as much memory again.
+Data Center has no /rest/api/3: it is read through /rest/api/2/search paged by startAt (the library's
+search_issues), and its descriptions and comments are wiki text rather than ADF.
+
+On Cloud, issues come from /rest/api/3/search/jql, page by page by nextPageToken until isLast, as raw JSON
+(`json_result=True`): the library's Issue objects cost about 3x the client CPU and half as much memory
+again (bench/jira_connector_pull.py).
 Only one page is held at a time. The removed /rest/api/3/search is never called.
 
 The library gets the project's one HTTP policy: its own retries are off (max_retries=0) and its session is
@@ -114,6 +118,7 @@ class JiraConnector:
         if not self.scope:
             raise FatalError("jira: the JQL scope is empty; give one such as 'project = MKT'", vendor=VENDOR)
         self.board_id = board_id
+        self.deployment = deployment
         self.page_size = max(1, min(int(page_size), 100))
         self.overlap = timedelta(minutes=overlap_minutes)
         auth: dict[str, Any] = (
@@ -123,7 +128,9 @@ class JiraConnector:
             # get_server_info=False: nothing is called until the first sync, so a down Jira cannot stop start-up.
             self._jira = JIRA(
                 server=self.base_url,
-                options={"rest_api_version": "3", "agile_rest_path": "agile", "check_update": False},
+                # Data Center serves REST v2 only (no search/jql: /rest/api/2/search paged by startAt).
+                options={"rest_api_version": "3" if deployment == "cloud" else "2", "agile_rest_path": "agile",
+                         "check_update": False},
                 get_server_info=False,
                 max_retries=0,
                 timeout=timeout[1],
@@ -232,11 +239,28 @@ class JiraConnector:
         self.calls += 1
         if self._jira.deploymentType is None:
             self._server_info()
+        if self.deployment == "datacenter":
+            return self._search_v2(jql, token, max_results, fields)
         body = self._call(self._jira.enhanced_search_issues, jql, nextPageToken=token, maxResults=max_results,
                           fields=list(fields), json_result=True, use_post=True)
         if not isinstance(body, dict):
             raise ConnectorError(f"jira: search/jql answered {type(body).__name__}, not an object", vendor=VENDOR)
         return body
+
+    def _search_v2(self, jql: str, token: str | None, max_results: int, fields: list[str]) -> dict[str, Any]:
+        """Data Center: POST /rest/api/2/search by startAt, answered in search/jql's shape (the next start as the
+        token, so the same Paginator notices a server that keeps answering the same page)."""
+        start = int(token) if token else 0
+        body = self._call(self._jira.search_issues, jql, startAt=start, maxResults=max_results, fields=list(fields),
+                          json_result=True, use_post=True)
+        if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
+            raise ConnectorError("jira: /rest/api/2/search answered without an 'issues' list", vendor=VENDOR)
+        issues = body["issues"]
+        served_from = body.get("startAt") if isinstance(body.get("startAt"), int) else start
+        next_start = served_from + len(issues)
+        total = body.get("total") if isinstance(body.get("total"), int) else next_start
+        last = not issues or next_start >= total
+        return {"issues": issues, "isLast": last, "nextPageToken": None if last else str(next_start)}
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -246,6 +270,8 @@ class JiraConnector:
 
     def add_comment(self, external_id: str, body: Any) -> None:
         """POST /rest/api/3/issue/{id}/comment with an ADF body (built by mappings.jira.comment_body)."""
+        if self.deployment == "datacenter" and isinstance(body, dict) and isinstance(body.get("body"), dict):
+            body = {**body, "body": _adf_text(body["body"])}  # REST v2 takes wiki text, not ADF
         self._send("post", self._jira._get_url(f"issue/{external_id}/comment"), body)
 
     def rank(self, ordered_ids: list[str]) -> dict[str, str]:
@@ -312,6 +338,17 @@ def _translate(exc: JIRAError) -> ConnectorError:
 
 def _short_url(url: str | None) -> str:
     return (url or "?").split("?", 1)[0]
+
+
+def _adf_text(node: Any) -> str:
+    """The text of an ADF document, paragraphs on their own lines (Data Center comments are wiki text)."""
+    if isinstance(node, dict):
+        if node.get("type") == "text":
+            return str(node.get("text") or "")
+        parts = [_adf_text(child) for child in node.get("content") or []]
+        joiner = "\n" if node.get("type") in ("doc", "bulletList", "orderedList", "listItem") else ""
+        return joiner.join(part for part in parts if part)
+    return ""
 
 
 def _zone(name: Any) -> ZoneInfo:

@@ -83,6 +83,20 @@ def _adf(text: str) -> dict[str, Any]:
     return {"type": "doc", "version": 1, "content": content}
 
 
+def _wiki(document: dict[str, Any]) -> str:
+    """An ADF document as the plain wiki text a REST v2 answer carries (paragraphs and "* " bullets)."""
+    blocks = []
+    for block in document.get("content") or []:
+        if block.get("type") == "bulletList":
+            blocks.append("\n".join("* " + "".join(node.get("text", "") for para in item.get("content", [])
+                                                     for node in para.get("content", []))
+                                      for item in block.get("content", [])))
+        else:
+            blocks.append("".join(node.get("text", "") if node.get("type") == "text" else "\n"
+                                  for node in block.get("content", [])))
+    return "\n\n".join(blocks)
+
+
 def _is_adf(value: Any) -> bool:
     return isinstance(value, dict) and value.get("type") == "doc" and isinstance(value.get("content"), list)
 
@@ -104,9 +118,11 @@ class JiraSite:
     """The site's state: users, fields, issues, sprints, registered webhooks. Thread-safe."""
 
     def __init__(self, *, base_url: str = "http://127.0.0.1", user_time_zone: str = "America/Los_Angeles",
-                 seed: bool = True) -> None:
+                 seed: bool = True, deployment: str = "cloud") -> None:
         self.lock = threading.RLock()
         self.base_url = base_url
+        # "datacenter": Jira Data Center 9/10, REST v2 only (/rest/api/2/search paged by startAt), wiki text.
+        self.deployment = deployment
         self.email = DEFAULT_EMAIL
         self.api_token = DEFAULT_TOKEN
         self.pat = DEFAULT_PAT
@@ -663,6 +679,8 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
     async def authenticate(request: Request, call_next):  # noqa: ANN202
         if request.url.path.startswith("/_sandbox"):
             return await call_next(request)
+        if site.deployment == "datacenter" and request.url.path.startswith("/rest/api/3/"):
+            return Response("Not Found", status_code=404, media_type="text/plain")  # Data Center serves v2 only
         header = request.headers.get("authorization", "")
         ok = False
         if header.lower().startswith("basic "):
@@ -679,6 +697,10 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
         return await call_next(request)
 
     def server_info() -> dict[str, Any]:
+        if site.deployment == "datacenter":
+            return {"baseUrl": site.base_url, "version": "10.3.1", "versionNumbers": [10, 3, 1],
+                    "deploymentType": "Server", "buildNumber": 10030001, "buildDate": "2026-10-01T00:00:00.000+0000",
+                    "serverTime": jira_time(site.now()), "scmInfo": "5f0e1d2c3b4a", "serverTitle": "Jira"}
         return {"baseUrl": site.base_url, "displayUrl": site.base_url, "version": "1001.0.0-SNAPSHOT",
                 "versionNumbers": [1001, 0, 0], "deploymentType": "Cloud", "buildNumber": 100282,
                 "buildDate": "2026-11-20T00:00:00.000+0000", "serverTime": jira_time(site.now()),
@@ -784,6 +806,48 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
                 body["nextPageToken"] = next_token
         return body
 
+    def search_v2(params: dict[str, Any]) -> Any:
+        """Data Center's POST /rest/api/2/search: startAt/maxResults/total, descriptions as wiki text."""
+        try:
+            start_at = max(0, int(params.get("startAt") or 0))
+            max_results = max(1, min(int(params.get("maxResults") or 50), 1000))
+        except (TypeError, ValueError):
+            return _errors(400, "startAt and maxResults must be numbers.")
+        jql = params.get("jql")
+        if not isinstance(jql, str) or not jql.strip():
+            return _errors(400, "The JQL query is unbounded.")
+        fields_list = [str(name) for name in (params.get("fields") or ["*navigable"])]
+        wanted = None if "*all" in fields_list or "*navigable" in fields_list else set(fields_list)
+        if state.flags.get("repeat_page_token"):
+            start_at = 0 if start_at else start_at  # a broken server that ignores startAt
+        with site.lock:
+            try:
+                query = _Parser(site, _tokens(jql), ZoneInfo(site.user_time_zone)).parse()
+            except JqlError as exc:
+                return _errors(400, str(exc))
+            matching = sorted((i for i in site.issues.values() if query.predicate(i)), key=_sort_key(query.order))
+            issues = []
+            for issue in matching[start_at:start_at + max_results]:
+                rendered = site.render(issue, wanted)
+                rendered["self"] = rendered["self"].replace("/rest/api/3/", "/rest/api/2/")
+                description = rendered["fields"].get("description")
+                if isinstance(description, dict):
+                    rendered["fields"]["description"] = _wiki(description)
+                issues.append(rendered)
+        return {"expand": "schema,names", "startAt": start_at, "maxResults": max_results, "total": len(matching),
+                "issues": issues}
+
+    @app.post("/rest/api/2/search")
+    async def search_v2_post(request: Request) -> Any:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _errors(400, "The request body is not valid JSON.")
+        return search_v2(body if isinstance(body, dict) else {})
+
+    app.get("/rest/api/2/myself")(myself)
+    app.get("/rest/api/2/field")(fields)
+
     @app.get("/rest/api/3/search/jql")
     def search_get(request: Request) -> Any:
         params: dict[str, Any] = dict(request.query_params)
@@ -810,15 +874,21 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
         with site.lock:
             return site.render(issue, wanted)
 
+    async def _issue_and_body(id_or_key: str, request: Request) -> tuple[Any, Any, JSONResponse | None]:
+        """The issue a write names and the request's JSON body, or Jira's 404/400 answer."""
+        issue = site.find(id_or_key)
+        if issue is None:
+            return None, None, _errors(404, "Issue does not exist or you do not have permission to see it.")
+        try:
+            return issue, await request.json(), None
+        except ValueError:
+            return issue, None, _errors(400, "The request body is not valid JSON.")
+
     @app.put("/rest/api/3/issue/{issueIdOrKey}", response_model=None)
     async def edit_issue(issueIdOrKey: str, request: Request) -> Any:  # noqa: N803
-        issue = site.find(issueIdOrKey)
-        if issue is None:
-            return _errors(404, "Issue does not exist or you do not have permission to see it.")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _errors(400, "The request body is not valid JSON.")
+        issue, body, refusal = await _issue_and_body(issueIdOrKey, request)
+        if refusal is not None:
+            return refusal
         updates = body.get("fields") if isinstance(body, dict) else None
         if not isinstance(updates, dict) or not updates:
             return _errors(400, "Specify the fields to edit in 'fields'.")
@@ -850,6 +920,8 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
             site.notify("jira:issue_updated", issue, changes=changes)
         return Response(status_code=204)
 
+    app.put("/rest/api/2/issue/{issueIdOrKey}", response_model=None)(edit_issue)
+
     @app.delete("/rest/api/3/issue/{issueIdOrKey}", response_model=None)
     def delete_issue(issueIdOrKey: str) -> Any:  # noqa: N803
         if not site.delete(issueIdOrKey):
@@ -858,15 +930,12 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
 
     @app.post("/rest/api/3/issue/{issueIdOrKey}/comment", response_model=None)
     async def add_comment(issueIdOrKey: str, request: Request) -> Any:  # noqa: N803
-        issue = site.find(issueIdOrKey)
-        if issue is None:
-            return _errors(404, "Issue does not exist or you do not have permission to see it.")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _errors(400, "The request body is not valid JSON.")
+        issue, body, refusal = await _issue_and_body(issueIdOrKey, request)
+        if refusal is not None:
+            return refusal
         document = body.get("body") if isinstance(body, dict) else None
-        if not _is_adf(document):
+        v2 = request.url.path.startswith("/rest/api/2/")
+        if not (isinstance(document, str) and document.strip()) if v2 else not _is_adf(document):
             return _errors(400, errors={"comment": "Comment body is not valid!"})
         with site.lock:
             site.next_comment += 1
@@ -877,6 +946,8 @@ def create_app(site: JiraSite | None = None, state: SandboxState | None = None) 
             issue.comments.append(comment)
             issue.updated = site.now()
         return JSONResponse(comment, status_code=201)
+
+    app.post("/rest/api/2/issue/{issueIdOrKey}/comment", response_model=None)(add_comment)
 
     @app.put("/rest/agile/1.0/issue/rank")
     async def rank(request: Request) -> Any:
@@ -950,9 +1021,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--generate", type=int, default=0, help="also add N generated issues")
     parser.add_argument("--time-zone", default="America/Los_Angeles", help="the API user's time zone")
+    parser.add_argument("--deployment", choices=["cloud", "datacenter"], default="cloud")
     args = parser.parse_args(argv)
     site = JiraSite(base_url=f"http://127.0.0.1:{args.port}", user_time_zone=args.time_zone,
-                    seed=args.generate == 0)
+                    seed=args.generate == 0, deployment=args.deployment)
     if args.generate:
         site.generate(args.generate)
     print(f"emulated Jira on http://127.0.0.1:{args.port} (basic auth {site.email} / {site.api_token}; "  # noqa: T201

@@ -41,7 +41,7 @@ def _config(path: Path | None, *, check_secrets: bool = True) -> AppConfig:
     except ConfigError as exc:
         err.print(f"[red]The configuration has {len(exc.problems)} problem(s):[/red]")
         for problem in exc.problems:
-            err.print(f"  {problem}", markup=False, highlight=False)
+            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

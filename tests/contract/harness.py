@@ -73,7 +73,7 @@ HARNESSES: dict[str, type[Harness]] = {}
 
 
 def register(cls: type[Harness]) -> type[Harness]:
-    HARNESSES[cls.kind] = cls
+    HARNESSES[getattr(cls, "name", cls.kind)] = cls
     return cls
 
 

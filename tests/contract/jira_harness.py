@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sandbox.common import ThreadedServer
-from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN, JiraSite, create_app
+from sandbox.jira import DEFAULT_EMAIL, DEFAULT_PAT, DEFAULT_TOKEN, JiraSite, create_app
 from tests.contract.harness import Harness, register
 
 
@@ -58,3 +58,26 @@ class JiraHarness(Harness):
 
     def rate_limit_body(self) -> Any:
         return {"errorMessages": ["Rate limit exceeded."], "errors": {}}
+
+
+@register
+class JiraDataCenterHarness(JiraHarness):
+    """Jira Data Center: a personal access token, REST v2, /rest/api/2/search paged by startAt."""
+
+    name = "jira-datacenter"
+    pull_routes = ("POST /rest/api/2/search",)
+    write_routes = ("PUT /rest/api/2/issue/{issueIdOrKey}",)
+
+    def start(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CONTRACT_JIRA_PAT", DEFAULT_PAT)
+        self.site = JiraSite(deployment="datacenter")
+        app = create_app(self.site)
+        self.state = app.state.sandbox
+        self.server = ThreadedServer(app)
+        self.site.base_url = self.server.url
+        self.server.start()
+
+    def source_config(self) -> dict[str, Any]:
+        config = super().source_config()
+        config["auth"] = {"deployment": "datacenter", "token": {"env": "CONTRACT_JIRA_PAT"}}
+        return config

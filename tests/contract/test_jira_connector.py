@@ -218,12 +218,20 @@ def test_list_ids_and_fetch(jira: Sandbox) -> None:
 # -- 5. Data Center auth ---------------------------------------------------------------------------
 
 
-def test_data_center_personal_access_token(jira: Sandbox) -> None:
+def test_data_center_personal_access_token(start_jira: Callable[..., Sandbox]) -> None:
+    jira = start_jira(deployment="datacenter")
     connector = jira.connector(deployment="datacenter", email=None, token=DEFAULT_PAT)
     try:
         described = connector.describe()
+        assert described["deployment_type"] == "Server"
         assert "customfield_10050" in described["fields"]
-        assert len(keys(drain(connector.pull(None, full=True)))) == MKT_ISSUES
+        pages = drain(connector.pull(None, full=True))
+        assert len(keys(pages)) == MKT_ISSUES
+        # Data Center has no REST v3: everything went through v2, the issues paged by startAt.
+        counters = jira.state.snapshot()["counters"]
+        assert counters.get("POST /rest/api/2/search", 0) == len(pages)
+        assert not any("/rest/api/3/" in route for route in counters)
+        assert all(isinstance(r["fields"]["description"], str | None) for page in pages for r in page.records)
     finally:
         connector.close()
 

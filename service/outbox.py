@@ -198,10 +198,16 @@ class OutboxWorker:
         for row in comments:
             connector.add_comment(external_id, tool.mapping.comment_body(str(row.value)))
         for row in native:
-            if isinstance(connector, RanksNatively):
-                failures = connector.rank(list(row.value or []))
-                if failures:
-                    row.last_error = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:20])
+            if not isinstance(connector, RanksNatively):
+                row.last_error = f"{source.kind} has no native ranking; nothing was sent"
+                continue
+            failures = connector.rank(list(row.value or []))
+            if failures:
+                # The board is ordered except for these issues (Jira's 207): say which, and why.
+                row.last_error = f"{len(failures)} issue(s) not ranked: " + "; ".join(
+                    f"{issue}: {why}" for issue, why in list(failures.items())[:50])
+                log.warning("ranking the %s board left %d issue(s) out: %s", source_name, len(failures),
+                            ", ".join(list(failures)[:10]))
         self._mark_sent(source_name, external_id, rows,
                         {row.field: row.value for row in rows if row.field in ("score", "rank", "kpi_result")})
 

@@ -15,6 +15,7 @@ from service.registry import owned_fields
 from service.tables import ItemRow, OutboxRow, utcnow
 
 SCORE_DECIMALS = 2
+BATCH = 5000
 
 
 def same_value(desired: Any, remote: Any) -> bool:
@@ -34,12 +35,16 @@ def desired_values(row: ItemRow) -> dict[str, Any]:
     return {"score": None if row.score is None else round(row.score, SCORE_DECIMALS), "rank": row.rank}
 
 
+NATIVE_RANK = "native_rank"
+BOARD = "__board__"  # the outbox "item" of a source's native board order
+
+
 def plan_writes(engine: Engine, source: SourceConfig) -> int:
     """Queues writes for the owned fields whose desired value differs from the remote one; returns how many."""
+    planned = plan_native_rank(engine, source)
     fields = [f for f in owned_fields(source.write_back) if f in ("score", "rank")]
     if not fields:
-        return 0
-    planned = 0
+        return planned
     with session_scope(engine) as db:
         lock_source(db, source.name)
         pending: dict[tuple[str, str], OutboxRow] = {
@@ -54,9 +59,11 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
         }
         new_rows: list[dict[str, Any]] = []
         now = utcnow()
+        writer = db.connection()  # inserts in batches while the read streams from its own cursor
         rows = db.execute(
             select(ItemRow.external_id, ItemRow.score, ItemRow.rank, ItemRow.remote_values)
             .where(ItemRow.source == source.name)
+            .execution_options(yield_per=BATCH)
         )
         for external_id, score, rank, remote_values in rows:
             desired = {"score": None if score is None else round(score, SCORE_DECIMALS), "rank": rank}
@@ -77,6 +84,34 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
                                  "value": desired[field], "status": "pending", "attempts": 0,
                                  "created_at": now, "next_attempt_at": now})
                 planned += 1
+            if len(new_rows) >= BATCH:
+                writer.execute(insert(OutboxRow.__table__), new_rows)
+                new_rows = []
         if new_rows:
-            db.execute(insert(OutboxRow.__table__), new_rows)
+            writer.execute(insert(OutboxRow.__table__), new_rows)
     return planned
+
+
+def plan_native_rank(engine: Engine, source: SourceConfig) -> int:
+    """With write_back.native_rank, queues the board order (ranked items, best first) when it changed since the
+    order last queued; the outbox sends it through the tool's own ranking (Jira: 50 issues a call)."""
+    if not (source.write_back.enabled and source.write_back.native_rank):
+        return 0
+    with session_scope(engine) as db:
+        lock_source(db, source.name)
+        order = list(db.execute(
+            select(ItemRow.external_id).where(ItemRow.source == source.name, ItemRow.rank.is_not(None))
+            .order_by(ItemRow.rank)).scalars())
+        last = db.execute(
+            select(OutboxRow).where(OutboxRow.source == source.name, OutboxRow.field == NATIVE_RANK,
+                                    OutboxRow.status.in_(("pending", "sending", "sent")))
+            .order_by(OutboxRow.id.desc()).limit(1)).scalar_one_or_none()
+        if len(order) < 2 or (last is not None and last.value == order):
+            return 0
+        if last is not None and last.status == "pending":
+            last.status = "superseded"
+        now = utcnow()
+        db.execute(insert(OutboxRow.__table__), [{
+            "source": source.name, "external_id": BOARD, "field": NATIVE_RANK, "value": order, "status": "pending",
+            "attempts": 0, "created_at": now, "next_attempt_at": now}])
+        return 1

@@ -15,16 +15,16 @@ from openapi_schema_validator import OAS30Validator
 
 from sandbox.common import ThreadedServer
 from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN, JiraSite, create_app
-
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+from tests.specs import JIRA_EXAMPLES, spec_path
 
 
 @cache
-def spec(name: str) -> dict[str, Any]:
-    path = SPECS / name
-    if not path.exists():
-        pytest.skip(f"the vendor spec {path} is not in this checkout's ../shared/specs")
+def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+def spec(name: str) -> dict[str, Any]:
+    return _load(spec_path(name))
 
 
 def response_schema(spec_name: str, path: str, method: str, status: str) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def test_issue_edit_comment_and_rank_follow_the_spec(jira) -> None:
     assert edit.status_code == 204 and not edit.content
     assert site.find("MKT-2").fields["customfield_10070"] == 42.5
 
-    example = json.loads((SPECS / "examples" / "jira" / "comment_add_request_adf.json").read_text())
+    example = json.loads((JIRA_EXAMPLES / "comment_add_request_adf.json").read_text())
     comment = session.post(url + "/rest/api/3/issue/MKT-2/comment", json=example, timeout=10)
     assert comment.status_code == 201
     validate(PLATFORM, "/rest/api/3/issue/{issueIdOrKey}/comment", "post", comment)

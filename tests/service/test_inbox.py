@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +29,7 @@ from service.db import session_scope
 from service.inbox import InboxWorker
 from service.outbox import OutboxWorker
 from service.tables import InboxRow, ItemRow, OutboxRow, WriteLogRow
+from tests.specs import JIRA_EXAMPLES
 
 SECRET = "inbox-test-webhook-secret"
 ADMIN = "inbox-test-admin-token-1234567890"
@@ -38,7 +38,7 @@ SCORE = "customfield_10070"
 RANK = "customfield_10071"
 SEARCH = ("POST", "/rest/api/3/search/jql")
 EDIT = ("PUT", "/rest/api/3/issue/{issueIdOrKey}")
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "specs" / "examples" / "jira"
+CAPTURES = JIRA_EXAMPLES
 
 
 @dataclass

@@ -11,7 +11,6 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,13 +32,14 @@ from service.db import make_engine, session_scope
 from service.logs import JsonFormatter
 from service.tables import InboxRow
 from service.webhooks import jira_path_token
+from tests.specs import JIRA_EXAMPLES
 
 ADMIN_TOKEN = "admin-token-of-the-security-tests-9f3c2a71"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 JIRA_TOKEN = "jira-api-token-of-the-security-tests-5d81e0"
 WEBHOOK_SECRET = "jira-webhook-secret-of-the-security-tests-b27c"
 SOURCE = "mkt"
-CAPTURE = Path(__file__).resolve().parents[3] / "shared/specs/examples/jira/webhook_jira_issue_updated_status.json"
+CAPTURE = JIRA_EXAMPLES / "webhook_jira_issue_updated_status.json"
 
 
 @dataclass

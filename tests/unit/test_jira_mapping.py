@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,8 +14,9 @@ from mappings.adf import adf_to_text, text_to_adf
 from mappings.jira import MappingError, comment_body, owned_field_payload, to_item
 from mappings.model import BacklogItem, ItemType, Status
 from mappings.profile import default_profile
+from tests.specs import JIRA_EXAMPLES
 
-EXAMPLES = Path("/work/shared/specs/examples/jira")
+EXAMPLES = JIRA_EXAMPLES
 PROFILE = default_profile("jira")
 CONTEXT = {
     "base_url": "https://x.atlassian.net",

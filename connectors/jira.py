@@ -147,7 +147,8 @@ class JiraConnector:
 
     def describe(self) -> dict[str, Any]:
         """Reads what the mapping needs: the site's fields (id -> name and schema) and the user's time zone."""
-        info = self._server_info()
+        if self._jira.deploymentType is None:
+            self._server_info()  # once: pull() reads serverInfo for its start time on every run anyway
         me = self._call(self._jira.myself)
         self._time_zone = _zone(me.get("timeZone"))
         fields = self._call(self._jira.fields)
@@ -157,7 +158,7 @@ class JiraConnector:
         }
         return {
             "base_url": self.base_url,
-            "deployment_type": info.get("deploymentType"),
+            "deployment_type": self._jira.deploymentType,
             "time_zone": str(self._time_zone),
             "fields": {
                 str(f["id"]): {"name": f.get("name"), "schema": f.get("schema") or {}, "custom": f.get("custom")}
@@ -269,9 +270,7 @@ class JiraConnector:
         self._send("put", self._jira._get_url(f"issue/{external_id}"), payload)
 
     def add_comment(self, external_id: str, body: Any) -> None:
-        """POST /rest/api/3/issue/{id}/comment with an ADF body (built by mappings.jira.comment_body)."""
-        if self.deployment == "datacenter" and isinstance(body, dict) and isinstance(body.get("body"), dict):
-            body = {**body, "body": _adf_text(body["body"])}  # REST v2 takes wiki text, not ADF
+        """POST .../issue/{id}/comment with the body mappings.jira.comment_body built for this deployment."""
         self._send("post", self._jira._get_url(f"issue/{external_id}/comment"), body)
 
     def rank(self, ordered_ids: list[str]) -> dict[str, str]:
@@ -338,17 +337,6 @@ def _translate(exc: JIRAError) -> ConnectorError:
 
 def _short_url(url: str | None) -> str:
     return (url or "?").split("?", 1)[0]
-
-
-def _adf_text(node: Any) -> str:
-    """The text of an ADF document, paragraphs on their own lines (Data Center comments are wiki text)."""
-    if isinstance(node, dict):
-        if node.get("type") == "text":
-            return str(node.get("text") or "")
-        parts = [_adf_text(child) for child in node.get("content") or []]
-        joiner = "\n" if node.get("type") in ("doc", "bulletList", "orderedList", "listItem") else ""
-        return joiner.join(part for part in parts if part)
-    return ""
 
 
 def _zone(name: Any) -> ZoneInfo:

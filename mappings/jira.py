@@ -353,6 +353,9 @@ def _field_value(logical: str, value: Any, context: dict[str, Any], field_id: st
     return value
 
 
-def comment_body(text: str) -> dict[str, Any]:
-    """Builds the POST /rest/api/3/issue/{id}/comment body: the text as an ADF document."""
+def comment_body(text: str, *, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Builds the body of a new comment: ADF for Jira Cloud (REST v3), plain wiki text for Data Center (v2)."""
+    deployment = (context or {}).get("deployment_type")
+    if deployment is not None and deployment != "Cloud":
+        return {"body": text}
     return {"body": text_to_adf(text)}

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
 from connectors.base import AuthError, ConnectorError, WebhookEvent
@@ -34,14 +34,7 @@ from service.tables import InboxRow, WriteLogRow, utcnow
 
 log = logging.getLogger("backlog_sync.inbox")
 
-CLAIM_SECONDS = 120
 ECHO_WINDOW = timedelta(hours=6)  # how long a write of ours is remembered for echo detection
-
-
-@dataclass
-class StoreResult:
-    stored: bool  # False: the same delivery was already in the inbox
-    inbox_id: int | None
 
 
 def delivery_key(delivery_id: str | None, body: bytes) -> str:
@@ -49,20 +42,6 @@ def delivery_key(delivery_id: str | None, body: bytes) -> str:
     if delivery_id:
         return delivery_id[:200]
     return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def store_delivery(engine: Engine, *, source: str, delivery_id: str, body: bytes,
-                   item_id: str | None = None) -> StoreResult:
-    """Persists a verified delivery; the same delivery twice is stored (and so processed) once."""
-    try:
-        with session_scope(engine) as db:
-            row = InboxRow(source=source, delivery_id=delivery_id, body=body.decode("utf-8", "replace"),
-                           item_id=item_id)
-            db.add(row)
-            db.flush()
-            return StoreResult(stored=True, inbox_id=row.id)
-    except IntegrityError:
-        return StoreResult(stored=False, inbox_id=None)
 
 
 def store_deliveries(engine: Engine, deliveries: list[tuple[str, str, bytes, str | None]]) -> list[bool]:
@@ -265,8 +244,7 @@ class InboxWorker:
             for row in rows:
                 row.status = "processing"
                 row.claimed_by = WORKER_ID
-                row.claimed_until = now + timedelta(
-                    seconds=getattr(self.sync.config, "claim_seconds", CLAIM_SECONDS))
+                row.claimed_until = now + timedelta(seconds=self.sync.config.claim_seconds)
                 row.attempts += 1
             return rows
 

@@ -23,7 +23,6 @@ from service.tables import ItemRow, OutboxRow, SourceRow, SourceState, WriteLogR
 
 log = logging.getLogger("backlog_sync.outbox")
 
-CLAIM_SECONDS = 300
 RECOVERED = "recovered:"
 MAX_ATTEMPTS = 8
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -38,8 +37,7 @@ class DrainResult:
     errors: list[str] = field(default_factory=list)
 
 
-def claim(engine: Engine, *, limit: int, source: str | None = None,
-          claim_seconds: float = CLAIM_SECONDS) -> list[OutboxRow]:
+def claim(engine: Engine, *, limit: int, claim_seconds: float, source: str | None = None) -> list[OutboxRow]:
     """Claims due pending writes (and writes whose claim expired) for this worker, skipping locked rows."""
     now = utcnow()
     with session_scope(engine) as db:
@@ -87,7 +85,7 @@ class OutboxWorker:
         result = DrainResult()
         while True:
             rows = claim(self.engine, limit=limit, source=source,
-                         claim_seconds=getattr(self.sync.config, "claim_seconds", CLAIM_SECONDS))
+                         claim_seconds=self.sync.config.claim_seconds)
             if not rows:
                 return result
             by_item: dict[tuple[str, str], list[OutboxRow]] = defaultdict(list)
@@ -131,7 +129,7 @@ class OutboxWorker:
         """Right before sending: renews our claim, drops rows a newer plan superseded or another worker took
         over, and defers (None) when another worker is writing the same item, so writes land in plan order."""
         now = utcnow()
-        claim_seconds = getattr(self.sync.config, "claim_seconds", CLAIM_SECONDS)
+        claim_seconds = self.sync.config.claim_seconds
         first = rows[0]
         with session_scope(self.engine) as db:
             query = select(OutboxRow).where(OutboxRow.source == first.source,
@@ -196,7 +194,7 @@ class OutboxWorker:
             payload = tool.write_payload(fields, profile=profile, context=context, extra=extra)
             connector.update_item(external_id, payload)
         for row in comments:
-            connector.add_comment(external_id, tool.mapping.comment_body(str(row.value)))
+            connector.add_comment(external_id, tool.mapping.comment_body(str(row.value), context=context))
         for row in native:
             if not isinstance(connector, RanksNatively):
                 row.last_error = f"{source.kind} has no native ranking; nothing was sent"

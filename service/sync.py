@@ -40,7 +40,6 @@ log = logging.getLogger("backlog_sync.sync")
 ProgressCallback = Callable[[int], None]  # told the number of items seen so far
 
 
-LEASE_SECONDS = 120  # renewed with every page; a dead holder blocks the source for at most this long
 
 
 class SourceUnavailable(Exception):
@@ -187,10 +186,6 @@ class SyncService:
         finally:
             self._release_lease(name, owner)
 
-    @property
-    def _lease_seconds(self) -> int:
-        return getattr(self.config, "lease_seconds", LEASE_SECONDS)
-
     def _acquire_lease(self, name: str, owner: str, *, min_gap: float | None) -> bool:
         now = utcnow()
         free = (SourceRow.lease_expires_at.is_(None)) | (SourceRow.lease_expires_at < now)
@@ -202,7 +197,7 @@ class SyncService:
             )
         with session_scope(self.engine) as db:
             result = db.execute(query.values(lease_owner=owner, last_run_started_at=now,
-                                             lease_expires_at=now + timedelta(seconds=self._lease_seconds)))
+                                             lease_expires_at=now + timedelta(seconds=self.config.lease_seconds)))
             return bool(result.rowcount)
 
     def _release_lease(self, name: str, owner: str) -> None:
@@ -284,7 +279,7 @@ class SyncService:
                 changed = upsert_items(db, name, items, read_started=read_started)
                 removed = remove_items(db, name, page.deleted_ids)
                 run = db.get(SyncRun, run_id)
-                lease = {"lease_expires_at": utcnow() + timedelta(seconds=self._lease_seconds)}
+                lease = {"lease_expires_at": utcnow() + timedelta(seconds=self.config.lease_seconds)}
                 if page.cursor is not None:
                     lease.update(cursor=page.cursor, cursor_updated_at=utcnow())
                 db.execute(update(SourceRow).where(SourceRow.name == name).values(**lease))

@@ -17,10 +17,12 @@ class JiraHarness(Harness):
     source_name = "mkt-jira"
     pull_routes = ("POST /rest/api/3/search/jql",)
     write_routes = ("PUT /rest/api/3/issue/{issueIdOrKey}",)
+    deployment = "cloud"
 
     def start(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CONTRACT_JIRA_TOKEN", DEFAULT_TOKEN)
-        self.site = JiraSite()
+        monkeypatch.setenv("CONTRACT_JIRA_PAT", DEFAULT_PAT)
+        self.site = JiraSite(deployment=self.deployment)
         app = create_app(self.site)
         self.state = app.state.sandbox
         self.server = ThreadedServer(app)
@@ -67,15 +69,7 @@ class JiraDataCenterHarness(JiraHarness):
     name = "jira-datacenter"
     pull_routes = ("POST /rest/api/2/search",)
     write_routes = ("PUT /rest/api/2/issue/{issueIdOrKey}",)
-
-    def start(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("CONTRACT_JIRA_PAT", DEFAULT_PAT)
-        self.site = JiraSite(deployment="datacenter")
-        app = create_app(self.site)
-        self.state = app.state.sandbox
-        self.server = ThreadedServer(app)
-        self.site.base_url = self.server.url
-        self.server.start()
+    deployment = "datacenter"
 
     def source_config(self) -> dict[str, Any]:
         config = super().source_config()

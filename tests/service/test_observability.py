@@ -75,6 +75,8 @@ def test_metrics_cover_syncs_calls_outbox_and_webhooks(stack) -> None:
     assert value(found, "backlog_sync_vendor_429_total", vendor="jira") == 1
     pending = value(found, "backlog_sync_outbox_pending", source="mkt")
     assert pending > 0
+    assert any(labels.get("source") == "mkt"  # present, not just a sum over nothing
+               for labels, _ in found.get("backlog_sync_outbox_oldest_pending_seconds", []))
     assert value(found, "backlog_sync_outbox_oldest_pending_seconds", source="mkt") >= 0
 
     OutboxWorker(engine=sync.engine, sync_service=sync).drain()

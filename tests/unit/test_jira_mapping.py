@@ -352,3 +352,9 @@ def test_adf_to_text_reads_the_spec_comment_and_nested_nodes():
 @given(json_like)
 def test_adf_to_text_never_crashes(document):
     assert isinstance(adf_to_text(document), str)
+
+
+def test_comment_body_is_wiki_text_for_data_center():
+    assert comment_body("Score 800\n- reach 2000", context={"deployment_type": "Server"}) == {
+        "body": "Score 800\n- reach 2000"}
+    assert comment_body("Score 800", context={"deployment_type": "Cloud"})["body"]["type"] == "doc"

@@ -469,6 +469,18 @@ class ReceivesWebhooks(Protocol):
 
 
 @runtime_checkable
+class RegistersWebhooks(Protocol):
+    """A tool whose webhooks we create through its API (Trello: POST /webhooks; Asana: POST /webhooks)."""
+
+    def register_webhook(self, callback_url: str) -> list[str]:
+        """Registers `callback_url` for every board/project in scope; returns the ids the tool gave the webhooks.
+
+        Raises a ConnectorError naming the tool's answer when the tool refuses (for Asana, when the handshake
+        with the callback did not complete)."""
+        ...
+
+
+@runtime_checkable
 class RanksNatively(Protocol):
     """A tool with its own board order we can set (Jira's agile rank)."""
 

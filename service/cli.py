@@ -124,6 +124,40 @@ def webhook_url(
         err.print("Set the same secret in Jira's webhook settings; deliveries are verified with X-Hub-Signature.")
 
 
+@webhooks_app.command("register")
+def webhook_register(
+    source: Annotated[str, typer.Option(help="The source to register a webhook for.")],
+    url: Annotated[str, typer.Option(help="The public callback URL the tool will call, exactly as it will sign it.")],
+    config: ConfigOption = None,
+) -> None:
+    """Creates the tool's webhook for a source through the tool's API (Trello, Asana); the daemon must be reachable
+    at the URL, because the tool checks it (Trello: HEAD; Asana: a handshake) before it creates the webhook."""
+    from connectors.base import ConnectorError, RegistersWebhooks, RetryPolicy
+    from service.registry import tool_for
+
+    loaded = _config(config)
+    found = loaded.source(source)
+    if found is None:
+        err.print(f"[red]No source named {source!r}; configured: {', '.join(s.name for s in loaded.sources)}[/red]")
+        raise typer.Exit(2)
+    connector = tool_for(found.kind).build(found, RetryPolicy())
+    try:
+        if not isinstance(connector, RegistersWebhooks):
+            err.print(f"[red]{found.kind} webhooks are registered in {found.kind} itself: "
+                      f"run `backlog-sync webhooks url --source {found.name} --base-url ...` "
+                      "for the URL to enter there.[/red]")
+            raise typer.Exit(2)
+        try:
+            ids = connector.register_webhook(url)
+        except ConnectorError as exc:
+            err.print(f"[red]{found.kind} refused the webhook for {found.name}: {exc}[/red]", highlight=False)
+            raise typer.Exit(1) from None
+    finally:
+        connector.close()
+    for webhook_id in ids:
+        console.print(f"registered {found.kind} webhook {webhook_id} -> {url}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def serve(
     config: ConfigOption = None,

@@ -327,3 +327,18 @@ def test_backlog_of_one_source_with_a_limit(synced: Result) -> None:  # noqa: AR
     other = invoke("backlog", "--source", "nope", "--limit", "5")
     assert other.exit_code == 0
     assert _rows(other.stdout) == []
+
+
+def test_webhooks_register_points_a_jira_source_to_the_url_command(config: Path) -> None:
+    result = invoke("webhooks", "register", "--source", "mkt", "--url", "https://bs.example/webhooks/jira",
+                    "--config", str(config))
+    assert result.exit_code == 2
+    assert "registered in jira itself" in flat(result.stderr)
+    assert "backlog-sync webhooks url --source mkt" in flat(result.stderr)
+
+
+def test_webhooks_register_names_an_unknown_source(config: Path) -> None:
+    result = invoke("webhooks", "register", "--source", "nope", "--url", "https://bs.example/x",
+                    "--config", str(config))
+    assert result.exit_code == 2
+    assert "No source named 'nope'" in flat(result.stderr)

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mappings.model import Method
@@ -93,6 +101,31 @@ class WriteBack(Strict):
     create_missing_fields: bool = False  # create missing custom fields, only when asked
 
 
+class ReachFromGA4(Strict):
+    """Per source: fill an item's RICE reach from GA4 traffic to the page (or channel, segment) it names.
+
+    A reach the user entered always wins; a derived one is marked as such on the item."""
+
+    names: Literal["page", "channel", "segment"] = "page"  # what an item names; a page by a label or a line
+    dimension: str = "landingPage"  # the GA4 dimension the named value is matched against
+    metric: str = "activeUsers"
+    days: int = Field(28, ge=1, le=365, description="reach = the metric over the last N complete days")
+    label_prefix: str = Field("page:", min_length=1, description="a label 'page:/landing/spring-sale' names a page")
+    dimension_filter: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def dimension_fits(self) -> ReachFromGA4:
+        from service.kpi.expression import check_dimension, check_summable_metric
+
+        if "dimension" not in self.model_fields_set and self.names == "channel":
+            self.dimension = "sessionDefaultChannelGroup"
+        check_dimension(self.dimension)
+        check_summable_metric(self.metric)
+        for dimension in self.dimension_filter:
+            check_dimension(dimension)
+        return self
+
+
 class SourceBase(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     schedule: Schedule = Field(default_factory=Schedule)
@@ -102,7 +135,7 @@ class SourceBase(Strict):
     language: Literal["en", "fr"] = "en"
     webhook_secret: Secret | None = None  # Jira: the webhook's signing secret; Trello: the app secret
     webhook_url: str | None = Field(None, pattern=r"^https?://", description="public callback URL, as registered")
-    reach_from_ga4: dict[str, Any] | None = None
+    reach_from_ga4: ReachFromGA4 | None = None
 
     @field_validator("webhook_secret", mode="before")
     @classmethod
@@ -174,57 +207,144 @@ class GA4Source(Strict):
     endpoint: str | None = None  # e.g. a sandbox URL; None means Google's
     credentials_file: Path | None = None  # service-account JSON; None means application default
     anonymous: bool = False  # sandbox only
-    lookback_days: int = Field(3, ge=0, le=30)
+    lookback_days: int = Field(3, ge=0, le=30, description="the last N days are re-read every run (GA4 revises them)")
+    backfill_chunk_days: int = Field(92, ge=1, le=366, description="days per report while backfilling")
+    reserve_fraction: float = Field(0.05, ge=0, lt=1, description="stop when the property's tokens fall under this")
     schedule: Schedule = Field(default_factory=lambda: Schedule(interval_seconds=3600))
 
 
 class Baseline(Strict):
+    """What the objective is measured against: a past period (the same calendar dates, whole years earlier:
+    `period: previous_year`, or explicit start and end), or a value for a window-long period."""
+
+    period: Literal["previous_year"] | None = None
     start: date | None = None
     end: date | None = None
     value: float | None = None
 
     @model_validator(mode="after")
     def period_or_value(self) -> Baseline:
-        has_period = self.start is not None and self.end is not None
-        if has_period == (self.value is not None):
-            raise ValueError("give either a past period (start and end) or a value")
-        if has_period and self.start > self.end:  # type: ignore[operator]
+        given = [self.period is not None, self.start is not None or self.end is not None, self.value is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of: period: previous_year, a past period (start and end), or a value")
+        if given[1] and (self.start is None or self.end is None):
+            raise ValueError("a baseline period needs both start and end")
+        if self.start is not None and self.end is not None and self.start > self.end:
             raise ValueError("start is after end")
         return self
 
 
 class Objective(Strict):
+    """A SMART objective on a GA4 metric: specific (metric and filter), measurable (baseline and target),
+    assigned (owner), time-bound (window and milestones), with the thresholds of its statuses."""
+
     key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    name: str
-    owner: str
-    metric: str
-    dimension_filter: dict[str, str] = Field(default_factory=dict)
-    baseline: Baseline
-    target: str | float  # "+40%" (relative to the baseline) or an absolute number
+    name: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    description: str | None = None
+    aliases: list[str] = Field(default_factory=list, description="other names items use for it in their KPI field")
+    metric: str = Field(description="a GA4 metric, or an expression of them: 'keyEvents / sessions'")
+    dimension_filter: dict[str, str] = Field(default_factory=dict, description="GA4 dimension = exact value, ANDed")
     start: date
     end: date
+    baseline: Baseline
+    target: str | float  # "+40%" (relative to the baseline) or an absolute number for the whole window
     milestones: Literal["quarterly", "monthly"] = "quarterly"
     split: Literal["linear", "compound"] = "linear"
     on_track: float = Field(1.0, gt=0)
     at_risk: float = Field(0.9, gt=0)
+
+    @field_validator("metric")
+    @classmethod
+    def metric_is_ga4(cls, value: str) -> str:
+        from service.kpi.expression import MetricExpression
+
+        MetricExpression.parse(value)
+        return value
+
+    @field_validator("dimension_filter")
+    @classmethod
+    def filter_dimensions(cls, value: dict[str, str]) -> dict[str, str]:
+        from service.kpi.expression import check_dimension
+
+        for dimension, wanted in value.items():
+            check_dimension(dimension)
+            if dimension == "date":
+                raise ValueError("'date' cannot be filtered on: the window and the baseline set the dates")
+            if not str(wanted).strip():
+                raise ValueError(f"the value for {dimension!r} is empty")
+        return value
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def baseline_shorthand(cls, value: Any) -> Any:
+        return {"period": value} if isinstance(value, str) else value
+
+    @field_validator("end")
+    @classmethod
+    def end_after_start(cls, value: date, info: ValidationInfo) -> date:
+        start = info.data.get("start")
+        if start is not None and start >= value:
+            raise ValueError("end must be after start")
+        return value
+
+    @field_validator("baseline")
+    @classmethod
+    def baseline_before_window(cls, value: Baseline, info: ValidationInfo) -> Baseline:
+        start, end = info.data.get("start"), info.data.get("end")
+        if value.start is None or start is None or end is None:
+            return value
+        assert value.end is not None
+        years = start.year - value.start.year
+        if value.end >= start or years < 1 or (value.start.month, value.start.day) != (start.month, start.day) \
+                or (value.end.month, value.end.day) != (end.month, end.day) or end.year - value.end.year != years:
+            raise ValueError(f"a baseline period covers the window's dates ({start}..{end}) whole years earlier, "
+                             f"e.g. {start.replace(year=start.year - 1)}..{end.replace(year=end.year - 1)}; "
+                             "or use period: previous_year")
+        return value
 
     @field_validator("target")
     @classmethod
     def target_form(cls, value: str | float) -> str | float:
         if isinstance(value, str):
             text = value.strip()
-            if not (text.endswith("%") and text[0] in "+-"):
-                raise ValueError("a relative target looks like '+40%'; an absolute one is a number")
-            float(text[1:-1])
+            try:
+                if not (text.endswith("%") and text[0] in "+-"):
+                    raise ValueError
+                percent = float(text[1:-1])
+            except (ValueError, IndexError):
+                raise ValueError("a relative target looks like '+40%'; an absolute one is a number") from None
+            if percent <= -100 or percent == 0:
+                raise ValueError("a relative target is a change above -100% and not 0%")
+        elif value <= 0:
+            raise ValueError("an absolute target is a number above zero")
         return value
 
-    @model_validator(mode="after")
-    def window(self) -> Objective:
-        if self.start >= self.end:
-            raise ValueError("start must be before end")
-        if self.at_risk > self.on_track:
+    @field_validator("at_risk")
+    @classmethod
+    def at_risk_below_on_track(cls, value: float, info: ValidationInfo) -> float:
+        on_track = info.data.get("on_track")
+        if on_track is not None and value > on_track:
             raise ValueError("at_risk must not exceed on_track")
-        return self
+        return value
+
+    @property
+    def baseline_years_back(self) -> int | None:
+        """How many years before the window the baseline period lies (None for a value baseline)."""
+        if self.baseline.period == "previous_year":
+            return 1
+        if self.baseline.start is not None:
+            return self.start.year - self.baseline.start.year
+        return None
+
+    def baseline_period(self) -> tuple[date, date] | None:
+        """The baseline's first and last day (None for a value baseline)."""
+        years = self.baseline_years_back
+        if years is None:
+            return None
+        from service.kpi.progress import years_earlier
+
+        return years_earlier(self.start, years), years_earlier(self.end, years)
 
 
 SourceConfig = Annotated[JiraSource | TrelloSource | AsanaSource, Field(discriminator="kind")]
@@ -257,6 +377,8 @@ class AppConfig(Strict):
             raise ValueError("objective keys must be unique")
         if self.objectives and self.ga4 is None:
             raise ValueError("objectives need a 'ga4' section to read their metric from")
+        if self.ga4 is None and any(source.reach_from_ga4 for source in self.sources):
+            raise ValueError("reach_from_ga4 needs a 'ga4' section to read traffic from")
         return self
 
     def source(self, name: str) -> SourceConfig | None:
@@ -323,8 +445,8 @@ def load_config(path: str | Path, *, check_secrets: bool = True) -> AppConfig:
     return config
 
 
-# What this version can run. The config schema already describes Trello, Asana and GA4 objectives; until
-# their connectors land, a config that uses them is refused instead of being silently ignored.
+# What this version can run. The config schema already describes Trello and Asana; until their connectors
+# land, a config that uses them is refused instead of being silently ignored. GA4 (objectives, reach) runs.
 AVAILABLE_KINDS = ("jira",)
 
 
@@ -334,12 +456,6 @@ def availability_problems(config: AppConfig) -> list[tuple[str, str]]:
                                f"(available: {', '.join(AVAILABLE_KINDS)})")
         for i, source in enumerate(config.sources) if source.kind not in AVAILABLE_KINDS
     ]
-    if config.ga4 is not None or config.objectives:
-        problems.append(("ga4" if config.ga4 is not None else "objectives",
-                         "GA4 objectives are not available in this version yet"))
-    for i, source in enumerate(config.sources):
-        if source.reach_from_ga4:
-            problems.append((f"sources[{i}].reach_from_ga4", "reach from GA4 is not available in this version yet"))
     return problems
 
 

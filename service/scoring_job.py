@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 
-from mappings.model import ScoringInputs
+from mappings.model import Problem, ScoringInputs
 from service.config import SourceConfig
 from service.db import lock_source, session_scope
 from service.scoring import rank, score_item
-from service.tables import ItemRow
+from service.tables import ItemRow, KpiReachRow
 
 CLOSED_STATUSES = ("done", "cancelled")
 
@@ -56,14 +56,25 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
             .where(ItemRow.source == source.name)
             .execution_options(yield_per=BATCH)
         )
+        # Reach derived from GA4 traffic fills in only where the user entered none: theirs always wins.
+        derived = {row.external_id: row for row in db.execute(
+            select(KpiReachRow).where(KpiReachRow.source == source.name)).scalars()}
         current: dict[str, tuple[Any, ...]] = {}
         pairs = []
         closed = []  # done and cancelled items keep their score but take no place in the ranking
         for (row_id, external_id, key, inputs, due, created, score, old_method, old_rank, quadrant, problems,
              status) in rows:
             inputs_model = ScoringInputs.model_construct(**(inputs or {}))
+            reach = derived.get(external_id) if inputs_model.reach is None else None
+            if reach is not None:
+                inputs_model = inputs_model.model_copy(update={"reach": reach.reach, "reach_derived": True})
             item = _Scorable(source.name, external_id, key, inputs_model, due, created)
             scored_item = score_item(item, method, **params)  # type: ignore[arg-type]
+            if reach is not None:
+                scored_item = replace(scored_item, problems=(*scored_item.problems, Problem(
+                    field="reach", value=f"{reach.reach:g}",
+                    reason=f"derived from GA4: {reach.metric} over the last {reach.days} days for "
+                           f"{reach.dimension} {reach.named} (enter a reach to override it)")))
             if status in CLOSED_STATUSES:
                 closed.append(replace(scored_item, rank=None))
             else:

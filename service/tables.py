@@ -1,4 +1,4 @@
-"""The database tables (SQLModel): items, sources and their cursors, sync runs, and the write outbox."""
+"""The database tables (SQLModel): items, sources and their cursors, sync runs, the write outbox, and KPIs."""
 
 from __future__ import annotations
 
@@ -173,3 +173,114 @@ class WebhookSecretRow(SQLModel, table=True):
     source: str = Field(primary_key=True, max_length=64)
     secret: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiJobRow(SQLModel, table=True):
+    """The KPI job's health and its lease: one run at a time across replicas, once per tick."""
+
+    __tablename__ = "kpi_job"
+
+    name: str = Field(primary_key=True, max_length=32)  # "kpi"
+    state: str = Field(default=SourceState.ACTIVE, max_length=32)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = None
+    last_run_started_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    resume_after: datetime | None = None  # GA4 quota ran low: no reads before this
+    last_run_calls: int = 0
+
+
+class KpiSnapshotRow(SQLModel, table=True):
+    """One GA4 metric's value on one day for one dimension filter, upserted as GA4 revises recent days."""
+
+    __tablename__ = "kpi_snapshots"
+    __table_args__ = (UniqueConstraint("property_id", "filters", "metric", "day", name="uq_kpi_snapshot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    property_id: str = Field(max_length=32)
+    filters: str = Field(max_length=500)  # canonical "dimension=value&..." ("" for none)
+    metric: str = Field(max_length=100)
+    day: date
+    value: float
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiCoverageRow(SQLModel, table=True):
+    """How far a series (filter and metrics) is stored as final: the backfill resumes after fetched_to."""
+
+    __tablename__ = "kpi_coverage"
+    __table_args__ = (UniqueConstraint("property_id", "filters", "metrics", name="uq_kpi_coverage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    property_id: str = Field(max_length=32)
+    filters: str = Field(max_length=500)
+    metrics: str = Field(max_length=500)  # comma-separated, sorted
+    fetched_from: date | None = None
+    fetched_to: date | None = None  # days up to here are stored and final (older than the lookback)
+    chunks_read: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiProgressRow(SQLModel, table=True):
+    """An objective's progress as computed with the data up to one day: the series the API shows."""
+
+    __tablename__ = "kpi_progress"
+    __table_args__ = (UniqueConstraint("objective_key", "as_of", name="uq_kpi_progress"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    objective_key: str = Field(max_length=64, index=True)
+    as_of: date
+    milestone: str = Field(max_length=16)
+    milestone_start: date
+    milestone_end: date
+    milestone_uplift: float
+    milestone_actual: float
+    milestone_expected: float
+    milestone_status: str = Field(max_length=16)
+    actual: float
+    expected: float
+    status: str = Field(max_length=16)
+    expected_total: float
+    projection: float
+    milestones: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    computed_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiItemResultRow(SQLModel, table=True):
+    """The KPI result last planned for one item and objective: a new write only when it changes materially."""
+
+    __tablename__ = "kpi_item_results"
+    __table_args__ = (UniqueConstraint("source", "external_id", "objective_key", name="uq_kpi_item_result"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    external_id: str = Field(max_length=128)
+    objective_key: str = Field(max_length=64)
+    milestone: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    milestone_status: str = Field(max_length=16)
+    attainment: float | None = None
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    planned_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiReachRow(SQLModel, table=True):
+    """An item's RICE reach derived from GA4 traffic to the page (channel, segment) it names."""
+
+    __tablename__ = "kpi_reach"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_kpi_reach"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    external_id: str = Field(max_length=128)
+    dimension: str = Field(max_length=100)
+    named: str = Field(max_length=500)  # the page path, channel or segment the item names
+    metric: str = Field(max_length=100)
+    days: int
+    reach: float
+    as_of: date
+    computed_at: datetime = Field(default_factory=utcnow)

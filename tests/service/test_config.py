@@ -100,7 +100,6 @@ def test_strong_admin_token_is_accepted() -> None:
                    "boards": ["abc"]}]}, "sources[0].kind"),
     ({"sources": [{"name": "proj", "kind": "asana", "token": {"env": "HOME"}, "projects": ["1"]}]},
      "sources[0].kind"),
-    ({"ga4": {"property_id": "123"}}, "ga4"),
 ])
 def test_what_this_version_cannot_run_is_refused_not_ignored(tmp_path: Path, extra: dict, where: str) -> None:
     path = tmp_path / "config.yaml"

@@ -1,0 +1,100 @@
+"""Objectives and reach_from_ga4 in the config: the worked example loads, and mistakes are named by file and
+key path."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.config import ConfigError, load_config
+
+EMAIL_LEADS: dict[str, Any] = {
+    "key": "email-leads", "name": "Email lead generation +40% YoY", "owner": "mops@acme.example",
+    "metric": "eventCount",
+    "dimension_filter": {"eventName": "generate_lead", "sessionDefaultChannelGroup": "Email"},
+    "baseline": "previous_year", "target": "+40%", "start": "2026-01-01", "end": "2026-12-31",
+    "milestones": "quarterly", "split": "linear", "on_track": 1.0, "at_risk": 0.9,
+}
+BASE: dict[str, Any] = {
+    "sources": [{"name": "marketing-jira", "kind": "jira", "base_url": "https://acme.atlassian.net",
+                 "auth": {"email": "ops@acme.example", "token": {"env": "HOME"}}, "jql": "project = MKT"}],
+    "ga4": {"property_id": "123456789"},
+    "objectives": [EMAIL_LEADS],
+}
+
+
+def write(tmp_path: Path, config: dict[str, Any]) -> Path:
+    path = tmp_path / "backlog-sync.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+def problems(tmp_path: Path, change: Any) -> list[str]:
+    config = copy.deepcopy(BASE)
+    change(config)
+    path = write(tmp_path, config)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value.problems
+
+
+def test_the_worked_example_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE))
+    (objective,) = config.objectives
+    assert objective.baseline_period() == (date(2025, 1, 1), date(2025, 12, 31))
+    assert objective.dimension_filter["eventName"] == "generate_lead"
+    assert config.ga4 is not None and config.ga4.lookback_days == 3
+
+
+def test_an_explicit_baseline_period_and_an_absolute_target(tmp_path: Path) -> None:
+    config = copy.deepcopy(BASE)
+    config["objectives"][0].update(baseline={"start": "2024-01-01", "end": "2024-12-31"}, target=51100)
+    objective = load_config(write(tmp_path, config)).objectives[0]
+    assert objective.baseline_years_back == 2
+
+
+@pytest.mark.parametrize(("field", "value", "where", "what"), [
+    ("metric", "bounceRate", "objectives[0].metric", "rate or an average"),
+    ("metric", "emailLeads", "objectives[0].metric", "not a GA4 metric"),
+    ("metric", "eventCount /", "objectives[0].metric", "not a metric name or an expression"),
+    ("dimension_filter", {"channel": "Email"}, "objectives[0].dimension_filter", "not a GA4 dimension"),
+    ("target", "40", "objectives[0].target", "looks like '+40%'"),
+    ("target", "+0%", "objectives[0].target", "not 0%"),
+    ("target", -5, "objectives[0].target", "above zero"),
+    ("baseline", {"start": "2025-02-01", "end": "2025-12-31"}, "objectives[0].baseline", "whole years earlier"),
+    ("baseline", {"value": 100, "period": "previous_year"}, "objectives[0].baseline", "exactly one of"),
+    ("baseline", "last_week", "objectives[0].baseline.period", "previous_year"),
+    ("end", "2025-12-01", "objectives[0].end", "end must be after start"),
+    ("at_risk", 1.2, "objectives[0].at_risk", "must not exceed on_track"),
+    ("milestones", "weekly", "objectives[0].milestones", "quarterly"),
+    ("split", "exponential", "objectives[0].split", "compound"),
+])
+def test_objective_mistakes_name_the_key(tmp_path: Path, field: str, value: Any, where: str, what: str) -> None:
+    found = problems(tmp_path, lambda config: config["objectives"][0].__setitem__(field, value))
+    path = tmp_path / "backlog-sync.yaml"
+    matching = [p for p in found if p.startswith(f"{path}: {where}:")]
+    assert matching, found
+    assert what in matching[0], matching
+
+
+def test_objectives_need_the_ga4_section(tmp_path: Path) -> None:
+    found = problems(tmp_path, lambda config: config.pop("ga4"))
+    assert any("objectives need a 'ga4' section" in p for p in found), found
+
+
+def test_reach_from_ga4_schema(tmp_path: Path) -> None:
+    config = copy.deepcopy(BASE)
+    config["sources"][0]["reach_from_ga4"] = {"names": "channel", "days": 28}
+    source = load_config(write(tmp_path, config)).sources[0]
+    assert source.reach_from_ga4 is not None
+    assert (source.reach_from_ga4.dimension, source.reach_from_ga4.metric) == ("sessionDefaultChannelGroup",
+                                                                               "activeUsers")
+    found = problems(tmp_path, lambda c: c["sources"][0].__setitem__("reach_from_ga4", {"metric": "bounceRate"}))
+    assert any(": sources[0].reach_from_ga4:" in p and "rate or an average" in p for p in found), found
+    found = problems(tmp_path, lambda c: c["sources"][0].__setitem__("reach_from_ga4", {"days": 0}))
+    assert any(": sources[0].reach_from_ga4.days:" in p for p in found), found

@@ -1,0 +1,417 @@
+"""GA4 connector on `google-analytics-data` (BetaAnalyticsDataClient, REST transport): daily metric reports,
+batched and paged, with the property's token quota watched on every call.
+
+Reports go out through batchRunReports, at most 5 a call, all for the one property; each asks
+returnPropertyQuota, is ordered by its dimensions (so offset paging is stable) and is paged by offset/limit
+while rowCount says more rows exist. GA4 sends every metric value as a string: values are typed from the
+report's metricHeaders (TYPE_INTEGER -> int, every other type -> float).
+
+One HTTP policy: the REST transport talks through a google-auth AuthorizedSession (a requests.Session);
+`make_session` equips it with the project's adapter (timeouts, limiter, retries honouring Retry-After, typed
+errors, call metrics), and the client's own retry is turned off (retry=None), so there is one retry loop. A 429
+therefore reaches us as the adapter's RetriableError once its retries are spent; the client's TooManyRequests /
+ResourceExhausted (what google.api_core makes of a 429 it is handed) are translated too. No call bypasses the
+library.
+
+Quota. After each call the latest PropertyQuota is kept. When the property's tokens per day, per hour or per
+project per hour fall under `reserve_fraction` of what the property had (the largest remaining + consumed
+seen), or GA4 answers 429 RESOURCE_EXHAUSTED, the connector raises QuotaExhausted with retry_after = the
+Retry-After GA4 gave, else the seconds to the next window: the next hour for hourly quotas, the next midnight
+in Pacific time (when GA4 resets daily quotas) for the daily one. Until then the same connector refuses to call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from pathlib import Path
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+import google.auth
+import google.auth.exceptions
+from google.analytics.data_v1beta import BetaAnalyticsDataClient
+from google.analytics.data_v1beta.types import (
+    BatchRunReportsRequest,
+    DateRange,
+    Dimension,
+    Filter,
+    FilterExpression,
+    FilterExpressionList,
+    Metric,
+    MetricType,
+    OrderBy,
+    RunReportRequest,
+    RunReportResponse,
+)
+from google.api_core import exceptions as google_errors
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.oauth2 import service_account
+
+from connectors.base import (
+    DEFAULT_TIMEOUT,
+    AuthError,
+    FatalError,
+    MetricRow,
+    PaginationLoopError,
+    Paginator,
+    RateLimiter,
+    RetriableError,
+    RetryPolicy,
+    make_session,
+    parse_retry_after,
+)
+
+log = logging.getLogger("backlog_sync.connectors.ga4")
+
+VENDOR = "ga4"
+SCOPES = ("https://www.googleapis.com/auth/analytics.readonly",)
+MAX_BATCH = 5  # batchRunReports takes at most 5 report requests
+MAX_PAGE = 250_000  # GA4 returns at most 250,000 rows a report
+QUOTA_TIME_ZONE = ZoneInfo("America/Los_Angeles")  # GA4 resets daily quotas at midnight Pacific time
+CONCURRENCY_WAIT = 10.0  # seconds to wait when only the concurrent-requests quota refused
+_PROPERTY = re.compile(r"^(?:properties/)?(\d+)$")
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """One report: metrics by dimensions over an inclusive date range, with exact-match dimension filters."""
+
+    metrics: tuple[str, ...]  # e.g. ("eventCount",), ("activeUsers",)
+    start_date: date
+    end_date: date  # inclusive, like GA4's dateRanges
+    dimensions: tuple[str, ...] = ("date",)  # "date" comes back as "YYYYMMDD"; rows keep it so
+    filters: tuple[tuple[str, str], ...] = ()  # (dimension, exact string value) pairs, ANDed (andGroup)
+
+
+@dataclass(frozen=True)
+class PropertyQuota:
+    """The property's quota state after the latest call (returnPropertyQuota); None where GA4 said nothing."""
+
+    tokens_per_day_remaining: int | None
+    tokens_per_hour_remaining: int | None
+    tokens_per_project_per_hour_remaining: int | None
+    concurrent_requests_remaining: int | None
+
+
+class QuotaExhausted(RetriableError):
+    """GA4 refused (429 RESOURCE_EXHAUSTED / TooManyRequests) after the retry policy, or the property's remaining
+    tokens fell under the reserve: stop now, resume after retry_after."""
+
+
+# PropertyQuota field -> (our attribute, which window resets it)
+_TOKEN_QUOTAS = (
+    ("tokens_per_day", "tokens_per_day_remaining", "day"),
+    ("tokens_per_hour", "tokens_per_hour_remaining", "hour"),
+    ("tokens_per_project_per_hour", "tokens_per_project_per_hour_remaining", "hour"),
+)
+
+
+def seconds_to_window(window: str, now: datetime) -> float:
+    """Seconds from `now` until the quota window rolls over: the next full hour, or the next Pacific midnight."""
+    now = now.astimezone(UTC)
+    if window == "day":
+        local = now.astimezone(QUOTA_TIME_ZONE)
+        midnight = datetime.combine(local.date() + timedelta(days=1), day_time(0), tzinfo=QUOTA_TIME_ZONE)
+        return max(1.0, (midnight - now).total_seconds())
+    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return max(1.0, (next_hour - now).total_seconds())
+
+
+def _window_from_message(message: str) -> str | None:
+    """Which quota a RESOURCE_EXHAUSTED message names: "day", "hour", "concurrent" or None."""
+    text = message.lower()
+    if "concurrent" in text:
+        return "concurrent"
+    if "per day" in text or "daily" in text:
+        return "day"
+    if "per hour" in text or "hourly" in text:
+        return "hour"
+    return None
+
+
+def _typed(value: str, metric_type: int) -> float | int:
+    if metric_type == MetricType.TYPE_INTEGER:
+        try:
+            return int(value)
+        except ValueError:
+            return int(float(value))  # "12.0" has been seen for integer metrics; a fraction is not expected
+    return float(value)
+
+
+class GA4Connector:
+    """Reads metric reports from one GA4 property (a metrics source, not a work-item source)."""
+
+    kind: ClassVar[str] = "ga4"
+
+    def __init__(
+        self,
+        *,
+        property_id: str,
+        endpoint: str | None = None,
+        credentials_file: Path | None = None,
+        anonymous: bool = False,
+        policy: RetryPolicy | None = None,
+        page_size: int = 10_000,
+        reserve_fraction: float = 0.05,
+        credentials: Credentials | None = None,
+        limiter: RateLimiter | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        match = _PROPERTY.match(str(property_id).strip())
+        if not match:
+            raise FatalError(f"ga4: property_id {property_id!r} is not a GA4 property id (digits, e.g. 123456789)",
+                             vendor=VENDOR)
+        if not 0 <= reserve_fraction < 1:
+            raise FatalError(f"ga4: reserve_fraction {reserve_fraction!r} is not between 0 and 1", vendor=VENDOR)
+        self.property_id = match.group(1)
+        self.property = f"properties/{self.property_id}"
+        self.page_size = max(1, min(int(page_size), MAX_PAGE))
+        self.reserve_fraction = reserve_fraction
+        self._clock = clock or (lambda: datetime.now(UTC))
+        client_options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
+        self._client = BetaAnalyticsDataClient(
+            transport="rest", client_options=client_options,
+            credentials=self._credentials(credentials, credentials_file, anonymous))
+        # The REST transport's AuthorizedSession gets the one HTTP policy; so does the plain session google-auth
+        # keeps for fetching access tokens (service accounts, ADC), which would otherwise retry on its own.
+        session = self._client.transport._session
+        make_session(vendor=VENDOR, policy=policy, limiter=limiter, timeout=timeout, session=session)
+        token_session = getattr(session, "_auth_request_session", None)
+        if token_session is not None:
+            make_session(vendor="google-oauth", policy=policy, timeout=timeout, session=token_session)
+        self._adapter = session.get_adapter(endpoint or "https://analyticsdata.googleapis.com")
+        self.quota: PropertyQuota | None = None  # the latest returned
+        self.calls = 0  # batchRunReports calls made (each one HTTP request, plus the adapter's retries)
+        self._limits: dict[str, int] = {}  # largest remaining + consumed seen per token quota: the budget
+        self._resume_at: datetime | None = None
+
+    @staticmethod
+    def _credentials(credentials: Credentials | None, credentials_file: Path | None, anonymous: bool) -> Credentials:
+        if credentials is not None:
+            return credentials
+        if anonymous:
+            return AnonymousCredentials()
+        if credentials_file is not None:
+            try:
+                return service_account.Credentials.from_service_account_file(str(credentials_file), scopes=SCOPES)
+            except (OSError, ValueError, KeyError) as exc:
+                raise AuthError(f"ga4: cannot use the service-account file {credentials_file}: {exc}",
+                                vendor=VENDOR) from exc
+        try:
+            found, _project = google.auth.default(scopes=SCOPES)
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise AuthError("ga4: no credentials: set credentials_file to a service-account JSON file or set up "
+                            f"application default credentials ({exc})", vendor=VENDOR) from exc
+        return found
+
+    # -- reports -------------------------------------------------------------------------------------
+
+    def run_reports(self, specs: Sequence[ReportSpec]) -> list[list[MetricRow]]:
+        """Rows of every spec, in the order given; batchRunReports with at most 5 requests a call (one property);
+        offset/limit paging while rowCount says more rows exist; metric values typed from metricHeaders
+        (TYPE_INTEGER -> int, others -> float). Raises QuotaExhausted, AuthError (401/403), FatalError (400: names
+        the bad metric/dimension)."""
+        for spec in specs:
+            self._check_spec(spec)
+        results: list[list[MetricRow]] = [[] for _ in specs]
+        paginators = [Paginator(VENDOR) for _ in specs]
+        pending: list[tuple[int, int]] = [(index, 0) for index in range(len(specs))]  # (spec, offset)
+        while pending:
+            batch, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
+            reports = self._batch_run([self._request(specs[index], offset) for index, offset in batch],
+                                      [specs[index] for index, _ in batch])
+            for (index, offset), report in zip(batch, reports, strict=True):
+                rows = self._rows(report, specs[index])
+                results[index].extend(rows)
+                following = offset + len(rows)
+                if following < report.row_count:
+                    if not rows:
+                        raise PaginationLoopError(
+                            f"ga4: report {index} says {report.row_count} rows but the page at offset {offset} "
+                            "is empty; stopping instead of asking for it again", vendor=VENDOR)
+                    paginators[index].advance(str(following))
+                    pending.append((index, following))
+                else:
+                    paginators[index].advance(None)
+        return results
+
+    def _check_spec(self, spec: ReportSpec) -> None:
+        if not spec.metrics:
+            raise FatalError("ga4: a report needs at least one metric", vendor=VENDOR)
+        if spec.start_date > spec.end_date:
+            raise FatalError(f"ga4: report of {', '.join(spec.metrics)} starts on {spec.start_date}, after its end "
+                             f"{spec.end_date}", vendor=VENDOR)
+
+    def _request(self, spec: ReportSpec, offset: int) -> RunReportRequest:
+        expressions = [FilterExpression(filter=Filter(field_name=name, string_filter=Filter.StringFilter(
+            match_type=Filter.StringFilter.MatchType.EXACT, value=value, case_sensitive=True)))
+            for name, value in spec.filters]
+        dimension_filter = None
+        if len(expressions) == 1:
+            dimension_filter = expressions[0]
+        elif expressions:
+            dimension_filter = FilterExpression(and_group=FilterExpressionList(expressions=expressions))
+        return RunReportRequest(
+            property=self.property,
+            dimensions=[Dimension(name=name) for name in spec.dimensions],
+            metrics=[Metric(name=name) for name in spec.metrics],
+            date_ranges=[DateRange(start_date=spec.start_date.isoformat(), end_date=spec.end_date.isoformat())],
+            dimension_filter=dimension_filter,
+            # a stable order, so that offset paging neither skips nor repeats rows
+            order_bys=[OrderBy(dimension=OrderBy.DimensionOrderBy(
+                dimension_name=name, order_type=OrderBy.DimensionOrderBy.OrderType.ALPHANUMERIC))
+                for name in spec.dimensions],
+            offset=offset,
+            limit=self.page_size,
+            return_property_quota=True,
+        )
+
+    def _batch_run(self, requests: list[RunReportRequest], specs: list[ReportSpec]) -> list[RunReportResponse]:
+        self._wait_for_window()
+        self.calls += 1
+        try:
+            response = self._client.batch_run_reports(
+                request=BatchRunReportsRequest(property=self.property, requests=requests),
+                retry=None,  # the session's adapter is the one retry loop
+                timeout=None,  # the adapter applies the (connect, read) timeout
+            )
+        except QuotaExhausted:
+            raise
+        except RetriableError as exc:  # the adapter's, once its retries are spent
+            if exc.status == 429:
+                raise self._exhausted(str(exc), exc.retry_after) from exc
+            raise
+        except google_errors.TooManyRequests as exc:  # ResourceExhausted is a TooManyRequests
+            headers = exc.response.headers if exc.response is not None else {}
+            raise self._exhausted(f"ga4: {exc.message}", parse_retry_after(headers.get("Retry-After"))) from exc
+        except (google_errors.Unauthorized, google_errors.Forbidden) as exc:
+            raise AuthError(f"ga4: {self.property} refused our credentials: {exc.message}", status=exc.code,
+                            vendor=VENDOR) from exc
+        except google_errors.BadRequest as exc:
+            raise self._refused(exc, specs) from exc
+        except google_errors.NotFound as exc:
+            raise FatalError(f"ga4: {self.property} was not found: {exc.message}", status=404,
+                             vendor=VENDOR) from exc
+        except google_errors.ServerError as exc:
+            raise RetriableError(f"ga4: {exc.message}", status=exc.code, vendor=VENDOR) from exc
+        except google_errors.GoogleAPICallError as exc:
+            raise FatalError(f"ga4: {self.property} answered {exc.code}: {exc.message}", status=exc.code,
+                             vendor=VENDOR) from exc
+        except google.auth.exceptions.RefreshError as exc:
+            raise AuthError(f"ga4: could not obtain an access token: {exc}", vendor=VENDOR) from exc
+        except google.auth.exceptions.TransportError as exc:
+            raise RetriableError(f"ga4: could not reach the token endpoint: {exc}", vendor=VENDOR) from exc
+        reports = list(response.reports)
+        if len(reports) != len(requests):
+            raise FatalError(f"ga4: asked for {len(requests)} reports, got {len(reports)}", vendor=VENDOR)
+        for report in reports:
+            if "property_quota" in report:
+                self._note_quota(report)
+        self._check_reserve()
+        return reports
+
+    def _refused(self, exc: google_errors.GoogleAPICallError, specs: list[ReportSpec]) -> FatalError:
+        """A 400: names the metrics or dimensions GA4's message mentions (e.g. "Field foo is not a valid metric")."""
+        message = exc.message or ""
+        names = sorted({name for spec in specs for name in (*spec.metrics, *spec.dimensions,
+                                                             *(f for f, _ in spec.filters))
+                        if re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", message)})
+        which = f" (the report's {', '.join(names)})" if names else ""
+        return FatalError(f"ga4: {self.property} refused a report{which}: {message}", status=400, vendor=VENDOR)
+
+    def _rows(self, report: RunReportResponse, spec: ReportSpec) -> list[MetricRow]:
+        dimension_names = [header.name for header in report.dimension_headers]
+        metric_headers = [(header.name, int(header.type_)) for header in report.metric_headers]
+        rows = []
+        for number, row in enumerate(report.rows):
+            dimensions = {name: value.value for name, value in zip(dimension_names, row.dimension_values,
+                                                                     strict=True)}
+            metrics: dict[str, float | int] = {}
+            for (name, metric_type), value in zip(metric_headers, row.metric_values, strict=True):
+                try:
+                    metrics[name] = _typed(value.value, metric_type)
+                except ValueError:
+                    raise FatalError(f"ga4: report of {', '.join(spec.metrics)}, row {number} {dimensions}: "
+                                     f"{name} = {value.value!r} is not a number", vendor=VENDOR) from None
+            rows.append(MetricRow(dimensions=dimensions, metrics=metrics))
+        return rows
+
+    # -- quota ---------------------------------------------------------------------------------------
+
+    def _note_quota(self, report: RunReportResponse) -> None:
+        quota = report.property_quota
+        values: dict[str, int | None] = {}
+        for field, attribute, _window in _TOKEN_QUOTAS:
+            if field in quota:
+                status = getattr(quota, field)
+                values[attribute] = int(status.remaining)
+                self._limits[attribute] = max(self._limits.get(attribute, 0),
+                                              int(status.remaining) + int(status.consumed))
+            else:
+                values[attribute] = None
+        concurrent = int(quota.concurrent_requests.remaining) if "concurrent_requests" in quota else None
+        self.quota = PropertyQuota(concurrent_requests_remaining=concurrent, **values)
+
+    def _check_reserve(self) -> None:
+        """Pauses when a token quota fell under the reserve, so the property keeps headroom for other clients."""
+        if self.quota is None:
+            return
+        for _field, attribute, window in sorted(_TOKEN_QUOTAS, key=lambda q: q[2] != "day"):
+            remaining = getattr(self.quota, attribute)
+            limit = self._limits.get(attribute, 0)
+            if remaining is not None and limit and remaining <= self.reserve_fraction * limit:
+                wait = seconds_to_window(window, self._clock())
+                self._resume_at = self._clock() + timedelta(seconds=wait)
+                log.info("ga4: %s has %d of %d tokens left (%s); pausing for %.0fs", self.property, remaining,
+                         limit, attribute.removesuffix("_remaining").replace("_", " "), wait)
+                return
+
+    def _wait_for_window(self) -> None:
+        if self._resume_at is None:
+            return
+        left = (self._resume_at - self._clock()).total_seconds()
+        if left <= 0:
+            self._resume_at = None
+            return
+        raise QuotaExhausted(f"ga4: {self.property} is short of quota tokens; resuming in {left:.0f}s",
+                             retry_after=left, status=429, vendor=VENDOR)
+
+    def _exhausted(self, message: str, retry_after: float | None) -> QuotaExhausted:
+        if retry_after is None:
+            window = _window_from_message(message)
+            if window == "concurrent":
+                retry_after = CONCURRENCY_WAIT
+            else:
+                retry_after = seconds_to_window(window or self._likely_window(), self._clock())
+        if retry_after > CONCURRENCY_WAIT:
+            self._resume_at = self._clock() + timedelta(seconds=retry_after)
+        return QuotaExhausted(f"{message} (resuming in {retry_after:.0f}s)", retry_after=retry_after, status=429,
+                              vendor=VENDOR)
+
+    def _likely_window(self) -> str:
+        """The window to wait for when a 429 does not say which quota ran out: the day's if it is the lowest."""
+        if self.quota is not None and self.quota.tokens_per_day_remaining is not None:
+            day_limit = self._limits.get("tokens_per_day_remaining", 0)
+            if day_limit and self.quota.tokens_per_day_remaining <= self.reserve_fraction * day_limit:
+                return "day"
+        return "hour"
+
+    @property
+    def retries(self) -> int:
+        """Calls the session's adapter retried (429, 5xx, dropped connections), for tests and benchmarks."""
+        return int(getattr(self._adapter, "retries", 0))
+
+    def close(self) -> None:
+        self._client.transport.close()
+
+    def __enter__(self) -> GA4Connector:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,369 @@
+"""GA4Connector against the emulated GA4 property: real HTTP, the real google-analytics-data client, no mocks.
+
+Covers the seeded email-lead series, batching (at most 5 reports a call, one property), offset/limit paging,
+typed metric values, the property quota on every call, 429 handling (retried, then QuotaExhausted with the
+right retry_after), the reserve, 400/401/403, data freshness and late corrections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from google.api_core import exceptions as google_errors
+from google.oauth2.credentials import Credentials as TokenCredentials
+from requests.adapters import HTTPAdapter
+
+from connectors.base import AuthError, FatalError, MetricRow, PaginationLoopError, RetryPolicy
+from connectors.ga4 import GA4Connector, PropertyQuota, QuotaExhausted, ReportSpec, seconds_to_window
+from sandbox.common import SandboxState, ThreadedServer
+from sandbox.ga4 import PROPERTY_ID, GA4Property, create_app, resource_exhausted
+
+BATCH = "/v1beta/properties/{property_id}:batchRunReports"
+POLICY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.2)
+EMAIL_LEADS = (("eventName", "generate_lead"), ("sessionDefaultChannelGroup", "Email"))
+LEAD_DIMS = dict(EMAIL_LEADS)
+NOON = datetime(2026, 12, 1, 12, 20, tzinfo=UTC)  # 04:20 in Los Angeles
+
+
+@dataclass
+class FakeClock:
+    now: datetime = NOON
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Sandbox:
+    ga4: GA4Property
+    state: SandboxState
+    server: ThreadedServer
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def connector(self, **overrides: Any) -> GA4Connector:
+        kwargs: dict[str, Any] = {"property_id": PROPERTY_ID, "endpoint": self.url, "anonymous": True,
+                                  "policy": POLICY, "clock": self.clock}
+        kwargs.update(overrides)
+        return GA4Connector(**kwargs)
+
+    def sent(self) -> list[dict[str, Any]]:
+        """The batchRunReports bodies the client sent, oldest first."""
+        return [r["body"] for r in self.ga4.requests if r["path"].endswith(":batchRunReports")]
+
+
+@pytest.fixture
+def ga4() -> Iterator[Sandbox]:
+    clock = FakeClock()  # the connector's and the sandbox's quota windows follow the same clock
+    prop = GA4Property(quota_clock=clock)
+    state = SandboxState()
+    server = ThreadedServer(create_app(prop, sandbox=state)).start()
+    sandbox = Sandbox(prop, state, server, clock)
+    yield sandbox
+    server.stop()
+
+
+def leads(start: date, end: date) -> ReportSpec:
+    return ReportSpec(metrics=("eventCount",), start_date=start, end_date=end, filters=EMAIL_LEADS)
+
+
+def by_day(rows: list[MetricRow], metric: str = "eventCount") -> dict[date, float | int]:
+    return {datetime.strptime(row.dimensions["date"], "%Y%m%d").date(): row.metrics[metric] for row in rows}
+
+
+def test_the_real_client_reads_the_seeded_email_leads(ga4: Sandbox) -> None:
+    # Worked out from the agreed design, not from the sandbox: 2025 is 40 + a weekly pattern (Mon..Sun).
+    weekly = (6, 4, 2, 0, -2, -6, -4)
+    growth = {1: 1.12, 2: 1.05, 3: 1.28, 4: 1.46}
+    with ga4.connector() as connector:
+        year_2025, autumn_2026 = connector.run_reports([leads(date(2025, 1, 1), date(2025, 12, 31)),
+                                                        leads(date(2026, 9, 25), date(2026, 10, 5))])
+    values = by_day(year_2025)
+    assert len(values) == 365
+    assert values[date(2025, 1, 6)] == 46  # a Monday
+    assert values[date(2025, 1, 12)] == 36  # a Sunday
+    assert all(values[day] == 40 + weekly[day.weekday()] for day in values)
+    assert sum(values.values()) == 52 * 280 + 42  # 52 whole weeks and Wednesday, January 1st
+    assert all(isinstance(v, int) for v in values.values())
+    autumn = by_day(autumn_2026)
+    assert autumn[date(2026, 9, 30)] == round((40 + weekly[date(2025, 9, 30).weekday()]) * growth[3])
+    assert autumn[date(2026, 10, 1)] == round((40 + weekly[date(2025, 10, 1).weekday()]) * growth[4])
+    assert autumn[date(2026, 10, 1)] == 61  # 2025-10-01 was a Wednesday: 42 * 1.46 = 61.32
+    assert ga4.state.hits("POST", BATCH) == 1
+
+
+def test_reports_go_out_in_batches_of_at_most_five_for_one_property(ga4: Sandbox) -> None:
+    specs = [leads(date(2026, month, 1), date(2026, month, 28)) for month in range(1, 12)]
+    with ga4.connector() as connector:
+        results = connector.run_reports(specs)
+        assert connector.calls == 3  # 5 + 5 + 1
+    assert [len(body["requests"]) for body in ga4.sent()] == [5, 5, 1]
+    assert {r["property"] for body in ga4.sent() for r in body["requests"]} == {f"properties/{PROPERTY_ID}"}
+    assert all(r["returnPropertyQuota"] is True for body in ga4.sent() for r in body["requests"])
+    # results come back in the order of the specs
+    for month, rows in enumerate(results, start=1):
+        assert len(rows) == 28
+        assert rows[0].dimensions["date"] == f"2026{month:02d}01"
+        assert rows[0].metrics["eventCount"] == ga4.ga4.value(date(2026, month, 1), LEAD_DIMS, "eventCount")
+
+
+def test_offset_paging_reads_every_row_while_row_count_says_more(ga4: Sandbox) -> None:
+    spec = ReportSpec(metrics=("sessions",), start_date=date(2026, 10, 1), end_date=date(2026, 10, 30),
+                      dimensions=("date", "landingPage"))
+    with ga4.connector(page_size=1000) as connector:
+        (whole,) = connector.run_reports([spec])
+    ga4.ga4.requests.clear()
+    with ga4.connector(page_size=70) as connector:
+        (paged,) = connector.run_reports([spec])
+        assert connector.calls == 4  # 240 rows: 70 + 70 + 70 + 30
+    assert len(whole) == 30 * 8
+    assert paged == whole
+    assert len({(r.dimensions["date"], r.dimensions["landingPage"]) for r in paged}) == 240
+    offsets = [r.get("offset", "0") for body in ga4.sent() for r in body["requests"]]
+    assert offsets == ["0", "70", "140", "210"]  # int64 travels as a string
+    assert {r["limit"] for body in ga4.sent() for r in body["requests"]} == {"70"}
+
+
+def test_pages_of_several_reports_share_batches(ga4: Sandbox) -> None:
+    specs = [ReportSpec(metrics=("eventCount",), start_date=date(2026, 11, 1), end_date=date(2026, 11, 5),
+                        dimensions=("date", "eventName"), filters=(("sessionDefaultChannelGroup", channel),))
+             for channel in ("Organic Search", "Direct", "Paid Search", "Email", "Organic Social", "Referral",
+                             "Paid Social")]
+    with ga4.connector(page_size=12) as connector:
+        results = connector.run_reports(specs)  # 20 rows each: 2 pages each, 14 requests
+        assert connector.calls == 3
+    batches = [[(r["dimensionFilter"]["filter"]["stringFilter"]["value"], r.get("offset", "0"))
+                for r in body["requests"]] for body in ga4.sent()]
+    assert [len(batch) for batch in batches] == [5, 5, 4]
+    assert batches[1][:3] == [("Referral", "0"), ("Paid Social", "0"), ("Organic Search", "12")]
+    assert all(len(rows) == 20 for rows in results)
+    for spec, rows in zip(specs, results, strict=True):
+        channel = spec.filters[0][1]
+        assert sum(row.metrics["eventCount"] for row in rows) == sum(
+            ga4.ga4.value(date(2026, 11, d), {"sessionDefaultChannelGroup": channel}, "eventCount")
+            for d in range(1, 6))
+
+
+def test_a_row_count_that_never_arrives_stops_as_a_pagination_loop(ga4: Sandbox) -> None:
+    ga4.state.flags["row_count_bonus"] = 3
+    with ga4.connector(page_size=10) as connector, pytest.raises(PaginationLoopError, match="offset 28"):
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 28))])
+
+
+def test_metric_values_are_typed_from_the_metric_headers(ga4: Sandbox) -> None:
+    spec = ReportSpec(metrics=("sessions", "engagementRate", "userEngagementDuration", "averageSessionDuration"),
+                      start_date=date(2026, 11, 2), end_date=date(2026, 11, 2), dimensions=("date",))
+    with ga4.connector() as connector:
+        ((row,),) = connector.run_reports([spec])
+    assert type(row.metrics["sessions"]) is int
+    assert type(row.metrics["engagementRate"]) is float  # TYPE_FLOAT
+    assert type(row.metrics["userEngagementDuration"]) is float  # TYPE_SECONDS
+    assert 0 < row.metrics["engagementRate"] < 1
+    assert row.metrics["averageSessionDuration"] == pytest.approx(
+        row.metrics["userEngagementDuration"] / row.metrics["sessions"], rel=1e-6)
+    # the client asked for enums as numbers, and the sandbox answered with numbers
+    assert "enum-encoding%3Dint" in ga4.ga4.requests[-1]["query"]
+
+
+def test_every_call_returns_the_property_quota(ga4: Sandbox) -> None:
+    with ga4.connector(page_size=100) as connector:
+        # 181 days, 2 pages; each page costs 1 token plus 1 per 90 days: 3
+        connector.run_reports([leads(date(2026, 1, 1), date(2026, 6, 30))])
+        assert connector.calls == 2
+        assert ga4.ga4.consumed()["tokensPerHour"] == 6
+        assert connector.quota == PropertyQuota(
+            tokens_per_day_remaining=200_000 - 6, tokens_per_hour_remaining=40_000 - 6,
+            tokens_per_project_per_hour_remaining=14_000 - 6, concurrent_requests_remaining=9)
+
+
+def test_a_429_is_retried_by_the_one_policy_then_succeeds(ga4: Sandbox) -> None:
+    ga4.state.inject(route=BATCH, status=429, body=resource_exhausted("Exhausted concurrent requests quota."))
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+        assert connector.retries == 1
+        assert connector.calls == 1
+    assert len(rows) == 7
+    assert ga4.state.hits("POST", BATCH) == 2
+
+
+def test_a_lasting_429_becomes_quota_exhausted_until_the_next_hour(ga4: Sandbox) -> None:
+    ga4.state.inject(route=BATCH, status=429, body=resource_exhausted("Exhausted property tokens per hour."),
+                     times=-1)
+    connector = ga4.connector()
+    with pytest.raises(QuotaExhausted) as caught:
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+    assert caught.value.retry_after == pytest.approx(40 * 60)  # 12:20 UTC -> 13:00
+    assert "tokens per hour" in str(caught.value)
+    assert ga4.state.hits("POST", BATCH) == POLICY.max_attempts
+    # the same connector does not call again before the hour turns
+    ga4.clock.now += timedelta(minutes=10)
+    with pytest.raises(QuotaExhausted) as again:
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+    assert again.value.retry_after == pytest.approx(30 * 60)
+    assert ga4.state.hits("POST", BATCH) == POLICY.max_attempts
+    ga4.state.clear_faults()
+    ga4.clock.now += timedelta(minutes=31)
+    (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+    assert len(rows) == 7
+    connector.close()
+
+
+def test_a_daily_quota_waits_for_midnight_pacific_and_retry_after_wins(ga4: Sandbox) -> None:
+    ga4.ga4.set_quota_budget(tokens_per_day=3)
+    with ga4.connector() as connector:
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+        connector.run_reports([leads(date(2026, 11, 3), date(2026, 11, 4))])
+        with pytest.raises(QuotaExhausted) as caught:
+            connector.run_reports([leads(date(2026, 11, 5), date(2026, 11, 6))] * 2)
+    # 12:20 UTC is 04:20 in Los Angeles (PST): the daily quota resets in 19 h 40 min
+    assert caught.value.retry_after == pytest.approx(19 * 3600 + 40 * 60)
+    assert ga4.ga4.consumed()["tokensPerDay"] == 2  # the refused batch consumed nothing
+
+    ga4.state.inject(route=BATCH, status=429, body=resource_exhausted(), headers={"Retry-After": "120"})
+    with ga4.connector(policy=RetryPolicy(max_attempts=1)) as connector:
+        with pytest.raises(QuotaExhausted) as told:
+            connector.run_reports([leads(date(2026, 11, 5), date(2026, 11, 6))])
+    assert told.value.retry_after == 120
+
+
+def test_the_reserve_pauses_before_the_budget_is_spent(ga4: Sandbox) -> None:
+    ga4.ga4.set_quota_budget(tokens_per_hour=40)
+    with ga4.connector(reserve_fraction=0.1) as connector:
+        for week in range(35):  # 1 token each
+            connector.run_reports([leads(date(2026, 1, 1) + timedelta(weeks=week),
+                                         date(2026, 1, 7) + timedelta(weeks=week))])
+        assert connector.quota is not None and connector.quota.tokens_per_hour_remaining == 5
+        (rows,) = connector.run_reports([leads(date(2026, 10, 1), date(2026, 10, 7))])  # 4 left: under 10 %
+        assert len(rows) == 7  # the call that crossed the reserve still returns its rows
+        calls = ga4.state.hits("POST", BATCH)
+        with pytest.raises(QuotaExhausted) as caught:
+            connector.run_reports([leads(date(2026, 10, 8), date(2026, 10, 14))])
+        assert ga4.state.hits("POST", BATCH) == calls  # refused without calling
+        assert caught.value.retry_after == pytest.approx(40 * 60)
+        ga4.ga4.new_hour()
+        ga4.clock.now = datetime(2026, 12, 1, 13, 0, 5, tzinfo=UTC)
+        (rows,) = connector.run_reports([leads(date(2026, 10, 8), date(2026, 10, 14))])
+        assert len(rows) == 7
+        assert connector.quota.tokens_per_hour_remaining == 39
+
+
+def test_too_many_requests_from_the_library_is_quota_exhausted_too(ga4: Sandbox) -> None:
+    """If a 429 reaches the library (here: the session's adapter swapped for a plain one), google.api_core
+    raises TooManyRequests, which the connector translates the same way."""
+    assert issubclass(google_errors.ResourceExhausted, google_errors.TooManyRequests)
+    ga4.state.inject(route=BATCH, status=429, body=resource_exhausted("Exhausted property tokens per day."),
+                     headers={"Retry-After": "90"})
+    connector = ga4.connector()
+    connector._client.transport._session.mount("http://", HTTPAdapter(max_retries=0))
+    with pytest.raises(QuotaExhausted) as caught:
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+    assert caught.value.retry_after == 90
+    assert isinstance(caught.value.__cause__, google_errors.TooManyRequests)
+    connector.close()
+
+
+def test_a_server_error_is_retried(ga4: Sandbox) -> None:
+    ga4.state.inject(route=BATCH, status=503, body={"error": {"code": 503, "message": "The service is currently "
+                                                              "unavailable.", "status": "UNAVAILABLE"}}, times=2)
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+        assert connector.retries == 2
+    assert len(rows) == 7
+
+
+@pytest.mark.parametrize(("spec", "named"), [
+    (ReportSpec(metrics=("eventCount", "leadz"), start_date=date(2026, 11, 1), end_date=date(2026, 11, 2)),
+     "leadz"),
+    (ReportSpec(metrics=("eventCount",), start_date=date(2026, 11, 1), end_date=date(2026, 11, 2),
+                dimensions=("date", "campaign")), "campaign"),
+])
+def test_an_unknown_metric_or_dimension_is_fatal_and_named(ga4: Sandbox, spec: ReportSpec, named: str) -> None:
+    with ga4.connector() as connector, pytest.raises(FatalError) as caught:
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2)), spec])
+    assert not isinstance(caught.value, AuthError | QuotaExhausted)
+    assert f"the report's {named}" in str(caught.value)
+    assert caught.value.status == 400
+
+
+def test_credentials_refused_or_a_foreign_property_are_auth_errors(ga4: Sandbox) -> None:
+    ga4.ga4.token = "sandbox-ga4-token"
+    with ga4.connector() as anonymous, pytest.raises(AuthError) as caught:
+        anonymous.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert caught.value.status == 401
+    with ga4.connector(anonymous=False, credentials=TokenCredentials("sandbox-ga4-token")) as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+        assert len(rows) == 2
+        assert ga4.ga4.requests[-1]["headers"]["authorization"] == "Bearer sandbox-ga4-token"
+        with GA4Connector(property_id="987654321", endpoint=ga4.url, credentials=TokenCredentials(
+                "sandbox-ga4-token"), policy=POLICY) as other, pytest.raises(AuthError) as forbidden:
+            other.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert forbidden.value.status == 403
+
+
+def test_bad_configuration_is_refused_before_any_call(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(FatalError, match="not a GA4 property id"):
+        GA4Connector(property_id="UA-1234-1", anonymous=True)
+    broken = tmp_path / "service-account.json"
+    broken.write_text('{"type": "service_account"}')
+    with pytest.raises(AuthError, match="service-account file"):
+        GA4Connector(property_id="123", credentials_file=broken)
+    with pytest.raises(AuthError, match="service-account file"):
+        GA4Connector(property_id="123", credentials_file=tmp_path / "missing.json")
+    connector = GA4Connector(property_id="properties/123", anonymous=True, endpoint="http://127.0.0.1:9")
+    with pytest.raises(FatalError, match="after its end"):
+        connector.run_reports([leads(date(2026, 2, 1), date(2026, 1, 1))])
+    assert connector.calls == 0
+
+
+def test_the_last_two_days_are_partial_and_final_once_the_clock_moves(ga4: Sandbox) -> None:
+    today = ga4.ga4.today
+    days = [today - timedelta(days=n) for n in (3, 2, 1, 0)]
+    final = {day: ga4.ga4.value(day, LEAD_DIMS, "eventCount") for day in days}
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(days[0], today + timedelta(days=2))])
+        seen = by_day(rows)
+        assert set(seen) == set(days)  # nothing for days still to come
+        assert seen[days[0]] == final[days[0]] and seen[days[1]] == final[days[1]]
+        assert seen[days[2]] == round(final[days[2]] * 0.9)
+        assert seen[today] == round(final[today] * 0.6)
+        ga4.ga4.advance(2)
+        (rows,) = connector.run_reports([leads(days[0], today)])
+        assert by_day(rows) == final
+
+
+def test_a_late_correction_shows_in_the_next_read(ga4: Sandbox) -> None:
+    day = ga4.ga4.today - timedelta(days=5)
+    before = ga4.ga4.value(day, LEAD_DIMS, "eventCount")
+    ga4.ga4.set_value(day, LEAD_DIMS, "eventCount", before + 7)
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(day, day)])
+        (pages,) = connector.run_reports([ReportSpec(metrics=("eventCount",), start_date=day, end_date=day,
+                                                     dimensions=("landingPage",), filters=EMAIL_LEADS)])
+    assert by_day(rows) == {day: before + 7}
+    assert sum(row.metrics["eventCount"] for row in pages) == before + 7  # spread over the pages
+
+
+def test_quota_windows_roll_on_the_hour_and_at_midnight_pacific() -> None:
+    # winter (PST, UTC-8) and summer (PDT, UTC-7)
+    assert seconds_to_window("hour", datetime(2026, 1, 10, 9, 59, 30, tzinfo=UTC)) == 30
+    assert seconds_to_window("day", datetime(2026, 1, 10, 7, 0, tzinfo=UTC)) == 3600
+    assert seconds_to_window("day", datetime(2026, 7, 10, 7, 0, tzinfo=UTC)) == 24 * 3600
+    assert seconds_to_window("day", datetime(2026, 7, 10, 6, 30, tzinfo=UTC)) == 30 * 60
+
+
+def test_the_connector_uses_the_project_http_policy(ga4: Sandbox) -> None:
+    from connectors.base import PolicyAdapter
+
+    with ga4.connector() as connector:
+        session: requests.Session = connector._client.transport._session
+        assert isinstance(session.get_adapter(ga4.url), PolicyAdapter)
+        assert isinstance(session.get_adapter("https://analyticsdata.googleapis.com"), PolicyAdapter)
+

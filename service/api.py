@@ -119,6 +119,72 @@ class Health(BaseModel):
     detail: str | None = None
 
 
+class MilestonePublic(BaseModel):
+    label: str
+    start: date
+    end: date
+    uplift: float
+    actual: float
+    expected_to_date: float
+    expected_total: float
+    attainment: float | None
+    status: str
+    complete: bool
+
+
+class ObjectivePublic(BaseModel):
+    key: str
+    name: str
+    owner: str
+    metric: str
+    dimension_filter: dict[str, str]
+    target: str | float
+    start: date
+    end: date
+    milestones: str
+    split: str
+    as_of: date | None
+    status: str | None
+    actual: float | None
+    expected_to_date: float | None
+    attainment: float | None
+    expected_total: float | None
+    projection: float | None
+    current_milestone: MilestonePublic | None
+    computed_at: datetime | None
+
+
+class ProgressPoint(BaseModel):
+    as_of: date
+    milestone: str
+    milestone_actual: float
+    milestone_expected: float
+    milestone_status: str
+    actual: float
+    expected: float
+    status: str
+    projection: float
+
+
+class LinkedItem(BaseModel):
+    source: str
+    external_id: str
+    key: str | None
+    title: str
+    url: str | None
+    status: str
+    written_status: str | None
+    written_milestone: str | None
+    written_text: str | None
+    written_at: datetime | None
+
+
+class ObjectiveDetail(ObjectivePublic):
+    milestones_progress: list[MilestonePublic]
+    series: list[ProgressPoint]
+    linked_items: list[LinkedItem]
+
+
 def _item_public(row: ItemRow) -> dict[str, Any]:
     return {**row.model_dump(), "problem_count": len(row.problems or []) + len(row.score_problems or [])}
 
@@ -240,6 +306,25 @@ def list_runs(
 
 
 # --- the app ---------------------------------------------------------------------------------------
+
+
+@admin.get("/objectives", response_model=list[ObjectivePublic])
+def list_objectives(request: Request, db: SessionDep) -> Any:
+    """Lists the KPI objectives, each with its current milestone and status."""
+    from service.kpi.views import objective_summaries
+
+    return objective_summaries(db, request.app.state.config)
+
+
+@admin.get("/objectives/{key}", response_model=ObjectiveDetail)
+def get_objective(key: str, request: Request, db: SessionDep) -> Any:
+    """Shows one objective: its milestones, the progress series and the items linked to it."""
+    from service.kpi.views import objective_detail
+
+    detail = objective_detail(db, request.app.state.config, key)
+    if detail is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no objective with key {key!r}")
+    return detail
 
 
 def create_app(*, settings: Settings, config: AppConfig, engine: Engine, start_scheduler: bool = True) -> FastAPI:

@@ -1,4 +1,4 @@
-"""The `backlog-sync` command: serve, sync, backlog, check-config, db, sandbox and demo."""
+"""The `backlog-sync` command: serve, sync, backlog, kpi, check-config, db, sandbox and demo."""
 
 from __future__ import annotations
 
@@ -264,6 +264,78 @@ def print_backlog(engine: Any, *, source: str | None = None, limit: int = 30, ou
             row.quadrant or "", "; ".join(p.get("reason", "") for p in problems[:2])[:70],
         )
     # Piped output has no width of its own; do not squeeze the table into 80 columns.
+    out = out or console
+    (out if out.is_terminal or out.record else Console(width=200)).print(table)
+
+
+@app.command()
+def kpi(
+    config: ConfigOption = None,
+    run: Annotated[bool, typer.Option("--run", help="Read GA4 and recompute the objectives first.")] = False,
+    today: Annotated[str | None, typer.Option(help="With --run: the day the run takes as today (YYYY-MM-DD).")] = None,
+    write: Annotated[bool, typer.Option(help="With --run: send the planned KPI writes now.")] = True,
+) -> None:
+    """Prints the KPI objectives: current milestone, actual vs expected, status and projection."""
+    from datetime import date
+
+    settings = _settings()
+    loaded = _config(config)
+    _setup_logs(settings, loaded, fmt="text")
+    engine = _engine(settings)
+    if run:
+        if loaded.ga4 is None:
+            err.print("[red]The config has no 'ga4' section: there is nothing to read objectives from.[/red]")
+            raise typer.Exit(2)
+        from service.kpi.job import KpiJob, KpiUnavailable
+        from service.outbox import OutboxWorker
+        from service.sync import SyncService
+
+        job = KpiJob(engine=engine, config=loaded)
+        try:
+            result = job.run(today=date.fromisoformat(today) if today else None, trigger="cli")
+        except KpiUnavailable as exc:
+            err.print(f"[yellow]{exc}[/yellow]", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            job.close()
+        console.print(f"KPI run {result.status}: {result.calls} GA4 calls, {result.chunks_read} chunks, "
+                      f"{result.snapshots_changed} values changed, {result.writes_planned} writes planned")
+        if result.error:
+            err.print(f"[red]{result.error}[/red]", highlight=False, markup=False)
+        if write and result.writes_planned:
+            service = SyncService(engine=engine, config=loaded)
+            drained = OutboxWorker(engine=engine, sync_service=service).drain()
+            service.close()
+            console.print(f"writes: {drained.sent} sent, {drained.failed} failed, {drained.deferred} deferred")
+        if result.status == "failed":
+            print_objectives(engine, loaded)
+            raise typer.Exit(1)
+    print_objectives(engine, loaded)
+
+
+def print_objectives(engine: Any, config: AppConfig, out: Console | None = None) -> None:
+    from sqlmodel import Session
+
+    from service.kpi.views import objective_summaries
+
+    with Session(engine) as db:
+        summaries = objective_summaries(db, config)
+    table = Table(title="KPI objectives", show_lines=False)
+    for column in ("objective", "owner", "as of", "milestone", "actual", "expected", "status", "window to date",
+                   "status ", "target", "projection"):
+        table.add_column(column, overflow="fold")
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3f}"
+
+    for row in summaries:
+        current = row["current_milestone"] or {}
+        table.add_row(
+            f"{row['key']}: {row['name']}"[:60], row["owner"], str(row["as_of"] or "not computed yet"),
+            f"{current.get('label', '')} ({current['uplift'] * 100:+.1f}%)" if current else "",
+            number(current.get("actual")), number(current.get("expected_to_date")), current.get("status", ""),
+            f"{number(row['actual'])} / {number(row['expected_to_date'])}" if row["as_of"] else "",
+            row["status"] or "", number(row["expected_total"]), number(row["projection"]))
     out = out or console
     (out if out.is_terminal or out.record else Console(width=200)).print(table)
 

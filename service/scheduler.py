@@ -1,4 +1,4 @@
-"""The daemon's jobs: one incremental sync per source on its interval, and the outbox drain.
+"""The daemon's jobs: one incremental sync per source on its interval, the KPI job, and the outbox drain.
 
 Like a Home Assistant coordinator: one job per source, max_instances=1, coalesce=True, started and
 stopped in the FastAPI lifespan; failures are logged on the edge by the sync service."""
@@ -12,6 +12,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from service.inbox import InboxWorker
+from service.kpi.job import KpiJob, KpiUnavailable
 from service.outbox import OutboxWorker
 from service.sync import SourceUnavailable, SyncService
 
@@ -27,6 +28,9 @@ class Daemon:
         self.inbox = InboxWorker(engine=sync_service.engine, sync_service=sync_service, outbox=self.outbox,
                                  debounce_seconds=sync_service.config.webhook_debounce_seconds,
                                  on_processed=on_webhook_processed)
+        config = sync_service.config
+        uses_ga4 = config.ga4 is not None and (config.objectives or any(s.reach_from_ga4 for s in config.sources))
+        self.kpi = KpiJob(engine=sync_service.engine, config=config) if uses_ga4 else None
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True,
                                                                            "misfire_grace_time": 60})
 
@@ -41,6 +45,10 @@ class Daemon:
             )
         self.scheduler.add_job(self.drain_outbox, "interval", seconds=config.outbox_interval_seconds,
                                id="outbox", name="outbox drain")
+        if self.kpi is not None and config.ga4 is not None and config.ga4.schedule.enabled:
+            # One job for every objective; on several replicas the job's lease lets one of them run each tick.
+            self.scheduler.add_job(self.scheduled_kpi, "interval", seconds=config.ga4.schedule.interval_seconds,
+                                   id="kpi", name="KPI objectives", next_run_time=_now())
         self.scheduler.start()
         self.inbox.start()
         log.info("scheduler started: %d source jobs, outbox every %ss",
@@ -51,6 +59,18 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.sync.close()
+        if self.kpi is not None:
+            self.kpi.close()
+
+    def scheduled_kpi(self) -> None:
+        assert self.kpi is not None
+        try:
+            result = self.kpi.run(trigger="schedule")
+        except KpiUnavailable as exc:
+            log.debug("skipped the KPI run: %s", exc)
+            return
+        if result.writes_planned:
+            self.drain_outbox()
 
     def scheduled_sync(self, name: str) -> None:
         try:

@@ -26,7 +26,7 @@ from service.kpi.expression import MetricExpression
 from service.kpi.links import linked_objectives, match_dimension_value, named_value, objective_names
 from service.kpi.progress import Plan, Progress, build_milestones, compute_progress, relative_target
 from service.outbox import WORKER_ID
-from service.planning import plan_writes, same_value
+from service.planning import plan_writes
 from service.registry import owned_fields
 from service.scoring_job import rescore_source
 from service.tables import (
@@ -428,10 +428,10 @@ class KpiJob:
                                    else latest[key] for key in keys]
                     desired = kpi_field_text(results, source.language)
                     queued = pending_fields.get(external_id)
-                    if same_value(desired, (remote_values or {}).get("kpi_result")):
+                    if same_text(desired, (remote_values or {}).get("kpi_result")):
                         if queued is not None and queued.status == "pending":
                             queued.status = "superseded"
-                    elif queued is None or not same_value(desired, queued.value):
+                    elif queued is None or not same_text(desired, queued.value):
                         if queued is not None and queued.status == "pending":
                             queued.status = "superseded"
                         new_rows.append(_outbox_row(source.name, external_id, "kpi_result", desired, now))
@@ -642,6 +642,11 @@ def _stored_result(row: KpiItemResultRow) -> KpiResult:
     for name in ("milestone_start", "milestone_end", "as_of"):
         data[name] = date.fromisoformat(data[name])
     return KpiResult(**data)
+
+
+def same_text(desired: str, held: Any) -> bool:
+    """Compares texts ignoring whitespace: a tool's rich text (Jira's ADF) gives back blank lines of its own."""
+    return isinstance(held, str) and desired.split() == held.split()
 
 
 def _outbox_row(source: str, external_id: str, field_name: str, value: Any, now: datetime) -> dict[str, Any]:

@@ -274,6 +274,9 @@ def kpi(
     run: Annotated[bool, typer.Option("--run", help="Read GA4 and recompute the objectives first.")] = False,
     today: Annotated[str | None, typer.Option(help="With --run: the day the run takes as today (YYYY-MM-DD).")] = None,
     write: Annotated[bool, typer.Option(help="With --run: send the planned KPI writes now.")] = True,
+    reread_from: Annotated[str | None, typer.Option(
+        help="With --run: read GA4 again from this day (YYYY-MM-DD), for corrections older than the lookback.")
+    ] = None,
 ) -> None:
     """Prints the KPI objectives: current milestone, actual vs expected, status and projection."""
     from datetime import date
@@ -291,6 +294,8 @@ def kpi(
         from service.sync import SyncService
 
         job = KpiJob(engine=engine, config=loaded)
+        if reread_from:
+            job.reread_from(date.fromisoformat(reread_from))
         try:
             result = job.run(today=date.fromisoformat(today) if today else None, trigger="cli")
         except KpiUnavailable as exc:

@@ -209,8 +209,21 @@ class GA4Source(Strict):
     anonymous: bool = False  # sandbox only
     lookback_days: int = Field(3, ge=0, le=30, description="the last N days are re-read every run (GA4 revises them)")
     backfill_chunk_days: int = Field(92, ge=1, le=366, description="days per report while backfilling")
+    time_zone: str = Field("UTC", description="the property's reporting time zone: it decides what 'today' is")
     reserve_fraction: float = Field(0.05, ge=0, lt=1, description="stop when the property's tokens fall under this")
     schedule: Schedule = Field(default_factory=lambda: Schedule(interval_seconds=3600))
+
+
+    @field_validator("time_zone")
+    @classmethod
+    def known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name (e.g. Europe/Paris, America/Los_Angeles)") from None
+        return value
 
 
 class Baseline(Strict):

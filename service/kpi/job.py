@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from connectors.base import AuthError, FatalError, MetricRow, RetryPolicy
 from mappings.kpi_text import KpiResult, kpi_field_text, kpi_result_text
@@ -144,14 +146,14 @@ class KpiJob:
 
     def run(self, *, today: date | None = None, trigger: str = "cli") -> KpiRunResult:
         """Runs the job once. Scheduled runs skip a paused job, a quota pause, and a tick another replica ran."""
-        today = today or datetime.now(UTC).date()
+        today = today or datetime.now(ZoneInfo(self.ga4.time_zone)).date()  # GA4's days are the property's
         self._ensure_row()
         with session_scope(self.engine) as db:
             row = db.get(KpiJobRow, JOB)
             assert row is not None
             if trigger == "schedule":
-                if row.state == SourceState.NEEDS_CREDENTIALS:
-                    raise KpiUnavailable(f"the KPI job needs new GA4 credentials: {row.last_error}")
+                if row.state in (SourceState.NEEDS_CREDENTIALS, SourceState.PAUSED):
+                    raise KpiUnavailable(f"the KPI job is {row.state} until a manual run succeeds: {row.last_error}")
                 if row.resume_after is not None and _aware(row.resume_after) > utcnow():
                     raise KpiUnavailable(f"GA4 quota is low; the KPI job resumes after {row.resume_after}")
         min_gap = self.ga4.schedule.interval_seconds * 0.8 if trigger == "schedule" else None
@@ -505,10 +507,27 @@ class KpiJob:
     # -- job bookkeeping -------------------------------------------------------------------------
 
     def _ensure_row(self) -> None:
+        try:
+            with session_scope(self.engine) as db:
+                if db.get(KpiJobRow, JOB) is None:
+                    db.add(KpiJobRow(name=JOB))
+        except IntegrityError:
+            pass  # another replica inserted it at the same moment: it is there either way
+
+    def reread_from(self, day: date) -> int:
+        """Forgets that the days from `day` on are final, so the next run reads them again (a GA4 correction
+        older than the lookback); returns how many series were reset."""
         with session_scope(self.engine) as db:
-            if db.get(KpiJobRow, JOB) is None:
-                db.add(KpiJobRow(name=JOB))
-        # Two replicas may both insert: the loser's commit fails and the row exists; either way it is there.
+            reset = 0
+            for coverage in db.execute(select(KpiCoverageRow).where(
+                    KpiCoverageRow.property_id == self.property_id)).scalars():
+                if coverage.fetched_to is not None and coverage.fetched_to >= day:
+                    if coverage.fetched_from is not None and day <= coverage.fetched_from:
+                        coverage.fetched_from = coverage.fetched_to = None
+                    else:
+                        coverage.fetched_to = day - timedelta(days=1)
+                    reset += 1
+            return reset
 
     def _acquire_lease(self, owner: str, *, min_gap: float | None) -> bool:
         now = utcnow()

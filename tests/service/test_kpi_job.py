@@ -7,14 +7,19 @@ series is 40 + (6, 4, 2, 0, -2, -6, -4)[weekday], 2026 is that value times 1.12 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
 
 from connectors.base import RetryPolicy
 from connectors.ga4 import GA4Connector
@@ -23,17 +28,30 @@ from sandbox.ga4 import GA4Property
 from sandbox.ga4 import create_app as create_ga4
 from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN, JiraSite
 from sandbox.jira import create_app as create_jira
-from service.config import AppConfig
+from service.api import create_app
+from service.cli import app as cli
+from service.config import AppConfig, Settings
 from service.db import session_scope
 from service.kpi.job import KpiJob, KpiUnavailable
 from service.outbox import OutboxWorker
+from service.scheduler import Daemon
 from service.sync import SyncService
-from service.tables import ItemRow, KpiCoverageRow, KpiItemResultRow, KpiProgressRow, KpiSnapshotRow, OutboxRow
+from service.tables import (
+    ItemRow,
+    KpiCoverageRow,
+    KpiItemResultRow,
+    KpiJobRow,
+    KpiProgressRow,
+    KpiSnapshotRow,
+    OutboxRow,
+)
 
 TODAY = date(2026, 12, 1)
 EMAIL_LEADS = {"eventName": "generate_lead", "sessionDefaultChannelGroup": "Email"}
 WEEKLY = (6, 4, 2, 0, -2, -6, -4)
 GROWTH = {1: 1.12, 2: 1.05, 3: 1.28, 4: 1.46}
+ADMIN_TOKEN = "admin-token-of-the-kpi-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 KPI_FIELD = "customfield_10072"  # the emulated Jira's "KPI result" (a paragraph field)
 
 
@@ -271,6 +289,10 @@ def test_a_late_correction_inside_the_lookback_updates_the_value_and_the_result(
     with session_scope(world.engine) as db:
         stored = db.execute(select(KpiSnapshotRow.value).where(KpiSnapshotRow.day == old)).scalar_one()
     assert stored == leads_2026(old)
+    assert job.reread_from(old) == 1  # the operator asks for the days since then again
+    result = job.run(today=TODAY)
+    # 10 November .. 30 November read again: one value changed, Q4 up by 600 more (over 5 %): written again
+    assert (result.days_read, result.snapshots_changed, result.writes_planned) == (21, 1, 2 * len(linked))
 
 
 def test_a_scheduled_tick_runs_once_across_replicas(world: World) -> None:
@@ -325,3 +347,60 @@ def test_item_results_are_forgotten_when_the_link_goes(world: World) -> None:
     with session_scope(world.engine) as db:
         external_id = db.execute(select(ItemRow.external_id).where(ItemRow.key == key)).scalar_one()
         assert db.execute(select(KpiItemResultRow).where(KpiItemResultRow.external_id == external_id)).first() is None
+
+
+def test_api_and_cli_show_the_objectives(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = world.config()
+    world.sync_and_drain(config)
+    world.job(config).run(today=TODAY)
+    hand = expected_by_hand()
+    settings = Settings(admin_token=ADMIN_TOKEN, database_url=str(world.engine.url))
+    app = create_app(settings=settings, config=config, engine=world.engine, start_scheduler=False)
+    with TestClient(app) as client:
+        assert client.get("/api/objectives").status_code == 401
+        (summary,) = client.get("/api/objectives", headers=AUTH).json()
+        assert (summary["key"], summary["as_of"], summary["status"]) == (
+            "email-leads", "2026-11-30", status_by_hand(hand["actual"], hand["expected"]))
+        assert summary["current_milestone"]["label"] == "Q4"
+        assert summary["current_milestone"]["status"] == "on_track"
+        assert summary["current_milestone"]["uplift"] == pytest.approx(0.40)
+        assert summary["actual"] == pytest.approx(hand["actual"])
+        detail = client.get("/api/objectives/email-leads", headers=AUTH).json()
+        assert [m["status"] for m in detail["milestones_progress"]] == ["on_track", "off_track", "at_risk",
+                                                                         "on_track"]
+        assert [point["as_of"] for point in detail["series"]] == ["2026-11-30"]
+        linked = {item["key"]: item for item in detail["linked_items"]}
+        assert sorted(linked) == _linked_keys(world.engine)
+        assert all(item["written_status"] == summary["status"] and item["written_milestone"] == "Q4"
+                   for item in linked.values())
+        assert client.get("/api/objectives/nope", headers=AUTH).status_code == 404
+
+    path = tmp_path / "backlog-sync.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    monkeypatch.setenv("DATABASE_URL", str(world.engine.url.render_as_string(hide_password=False)))
+    result = CliRunner().invoke(cli, ["kpi", "-c", str(path), "--run", "--today", "2026-12-01", "--no-write"])
+    assert result.exit_code == 0, result.output
+    assert "KPI run succeeded: 1 GA4 calls" in result.output  # the lookback only: the rest is stored
+    assert "KPI objectives" in result.output and "Q4 (+40.0%)" in result.output and "on_track" in result.output
+
+
+def test_the_daemon_schedules_one_kpi_job(world: World) -> None:
+    config = world.config()
+    sync = SyncService(engine=world.engine, config=config)
+    daemon = Daemon(sync_service=sync)
+    assert daemon.kpi is not None
+    daemon.start()
+    try:
+        job = daemon.scheduler.get_job("kpi")
+        assert job is not None and job.max_instances == 1 and job.coalesce
+        ran = False
+        for _ in range(200):
+            with session_scope(world.engine) as db:
+                row = db.get(KpiJobRow, "kpi")
+                ran = row is not None and row.last_success_at is not None
+            if ran:
+                break
+            time.sleep(0.05)
+        assert ran, "the scheduled KPI run did not happen"
+    finally:
+        daemon.stop()

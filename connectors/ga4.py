@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import google.auth
@@ -102,6 +102,14 @@ class QuotaExhausted(RetriableError):
     """GA4 refused (429 RESOURCE_EXHAUSTED / TooManyRequests) after the retry policy, or the property's remaining
     tokens fell under the reserve: stop now, resume after retry_after."""
 
+    # Raised from run_reports: the rows of the specs (by index) whose every page had arrived before the stop,
+    # so a caller can keep them instead of reading them again.
+    completed: dict[int, list[MetricRow]]
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.completed = {}
+
 
 # PropertyQuota field -> (our attribute, which window resets it)
 _TOKEN_QUOTAS = (
@@ -163,6 +171,9 @@ class GA4Connector:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        if endpoint is not None and not re.match(r"^https?://[^/]+", endpoint):
+            raise FatalError(f"ga4: endpoint {endpoint!r} is not a URL (e.g. https://analyticsdata.googleapis.com)",
+                             vendor=VENDOR)
         match = _PROPERTY.match(str(property_id).strip())
         if not match:
             raise FatalError(f"ga4: property_id {property_id!r} is not a GA4 property id (digits, e.g. 123456789)",
@@ -187,7 +198,7 @@ class GA4Connector:
             make_session(vendor="google-oauth", policy=policy, timeout=timeout, session=token_session)
         self._adapter = session.get_adapter(endpoint or "https://analyticsdata.googleapis.com")
         self.quota: PropertyQuota | None = None  # the latest returned
-        self.calls = 0  # batchRunReports calls made (each one HTTP request, plus the adapter's retries)
+        self.calls = 0  # batchRunReports calls made: one HTTP request each, plus `retries` when the adapter retried
         self._limits: dict[str, int] = {}  # largest remaining + consumed seen per token quota: the budget
         self._resume_at: datetime | None = None
 
@@ -224,8 +235,13 @@ class GA4Connector:
         pending: list[tuple[int, int]] = [(index, 0) for index in range(len(specs))]  # (spec, offset)
         while pending:
             batch, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
-            reports = self._batch_run([self._request(specs[index], offset) for index, offset in batch],
-                                      [specs[index] for index, _ in batch])
+            try:
+                reports = self._batch_run([self._request(specs[index], offset) for index, offset in batch],
+                                          [specs[index] for index, _ in batch])
+            except QuotaExhausted as exc:
+                exc.completed = {index: results[index] for index, paginator in enumerate(paginators)
+                                 if paginator.finished}
+                raise
             for (index, offset), report in zip(batch, reports, strict=True):
                 rows = self._rows(report, specs[index])
                 results[index].extend(rows)

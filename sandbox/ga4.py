@@ -655,6 +655,42 @@ def create_app(state: GA4Property | SandboxState | None = None, seed: bool = Tru
     async def batch_run_reports(request: Request, property_id: str) -> JSONResponse:
         return await serve(request, property_id, batch=True)
 
+    # Control routes (like the plumbing's): the demo and manual runs move the clock, correct data and shape quota.
+    @app.get("/_sandbox/ga4", include_in_schema=False)
+    def control_state() -> dict[str, Any]:
+        return {"property": ga4.property_id, "today": ga4.today.isoformat(), "budget": dict(ga4.budget),
+                "consumed": ga4.consumed(), "reports_served": ga4.reports_served}
+
+    @app.post("/_sandbox/ga4/clock", include_in_schema=False)
+    async def control_clock(request: Request) -> dict[str, Any]:
+        body = await request.json()  # {"today": "2026-12-05"} or {"advance_days": 1}
+        if "today" in body:
+            ga4.today = date.fromisoformat(body["today"])
+        ga4.advance(int(body.get("advance_days", 0)))
+        return {"today": ga4.today.isoformat()}
+
+    @app.post("/_sandbox/ga4/value", include_in_schema=False)
+    async def control_value(request: Request) -> JSONResponse:
+        body = await request.json()  # {"date": "2026-11-28", "dims": {...}, "metric": "eventCount", "value": 50}
+        try:
+            day = date.fromisoformat(body["date"])
+            ga4.set_value(day, body.get("dims") or {}, body["metric"], body["value"])
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True, "value": ga4.value(day, body.get("dims") or {}, body["metric"])})
+
+    @app.post("/_sandbox/ga4/quota", include_in_schema=False)
+    async def control_quota(request: Request) -> dict[str, Any]:
+        body = await request.json()  # {"tokens_per_hour": 50} and/or {"new_hour": true} / {"new_day": true}
+        ga4.set_quota_budget(**{key: body[key] for key in ("tokens_per_day", "tokens_per_hour",
+                                                           "tokens_per_project_per_hour", "concurrent_requests")
+                                if key in body})
+        if body.get("new_day"):
+            ga4.new_day()
+        elif body.get("new_hour"):
+            ga4.new_hour()
+        return {"budget": dict(ga4.budget), "consumed": ga4.consumed()}
+
     return app
 
 

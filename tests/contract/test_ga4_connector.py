@@ -18,10 +18,11 @@ from google.api_core import exceptions as google_errors
 from google.oauth2.credentials import Credentials as TokenCredentials
 from requests.adapters import HTTPAdapter
 
-from connectors.base import AuthError, FatalError, MetricRow, PaginationLoopError, RetryPolicy
+from connectors.base import AuthError, FatalError, MetricRow, PaginationLoopError, RetriableError, RetryPolicy
 from connectors.ga4 import GA4Connector, PropertyQuota, QuotaExhausted, ReportSpec, seconds_to_window
 from sandbox.common import SandboxState, ThreadedServer
 from sandbox.ga4 import PROPERTY_ID, GA4Property, create_app, resource_exhausted
+from sandbox.ga4_data import seeded_cube
 
 BATCH = "/v1beta/properties/{property_id}:batchRunReports"
 POLICY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.2)
@@ -202,6 +203,8 @@ def test_a_lasting_429_becomes_quota_exhausted_until_the_next_hour(ga4: Sandbox)
         connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
     assert caught.value.retry_after == pytest.approx(40 * 60)  # 12:20 UTC -> 13:00
     assert "tokens per hour" in str(caught.value)
+    # the adapter's typed error came through the REST transport and the client untouched (not a GoogleAPICallError)
+    assert type(caught.value.__cause__) is RetriableError and caught.value.__cause__.status == 429
     assert ga4.state.hits("POST", BATCH) == POLICY.max_attempts
     # the same connector does not call again before the hour turns
     ga4.clock.now += timedelta(minutes=10)
@@ -248,11 +251,35 @@ def test_the_reserve_pauses_before_the_budget_is_spent(ga4: Sandbox) -> None:
             connector.run_reports([leads(date(2026, 10, 8), date(2026, 10, 14))])
         assert ga4.state.hits("POST", BATCH) == calls  # refused without calling
         assert caught.value.retry_after == pytest.approx(40 * 60)
+        assert caught.value.completed == {}
         ga4.ga4.new_hour()
         ga4.clock.now = datetime(2026, 12, 1, 13, 0, 5, tzinfo=UTC)
         (rows,) = connector.run_reports([leads(date(2026, 10, 8), date(2026, 10, 14))])
         assert len(rows) == 7
         assert connector.quota.tokens_per_hour_remaining == 39
+
+
+def test_the_concurrent_requests_quota_asks_for_a_short_wait(ga4: Sandbox) -> None:
+    ga4.ga4.set_quota_budget(concurrent_requests=0)
+    with ga4.connector() as connector:
+        with pytest.raises(QuotaExhausted, match="concurrent") as caught:
+            connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])
+        assert caught.value.retry_after == 10
+        ga4.ga4.set_quota_budget(concurrent_requests=10)
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 7))])  # no long pause
+    assert len(rows) == 7
+
+
+def test_quota_exhausted_mid_run_keeps_the_reports_already_complete(ga4: Sandbox) -> None:
+    ga4.ga4.set_quota_budget(tokens_per_hour=6)
+    specs = [leads(date(2026, month, 1), date(2026, month, 28)) for month in range(1, 10)]  # 1 token each
+    with ga4.connector(reserve_fraction=0) as connector, pytest.raises(QuotaExhausted) as caught:
+        connector.run_reports(specs)
+    # the first batch (5 reports) fitted in the budget; the second (4 tokens, 1 left) was refused
+    assert sorted(caught.value.completed) == [0, 1, 2, 3, 4]
+    assert by_day(caught.value.completed[2]) == {date(2026, 3, d): ga4.ga4.value(date(2026, 3, d), LEAD_DIMS,
+                                                                                  "eventCount")
+                                                 for d in range(1, 29)}
 
 
 def test_too_many_requests_from_the_library_is_quota_exhausted_too(ga4: Sandbox) -> None:
@@ -311,6 +338,8 @@ def test_credentials_refused_or_a_foreign_property_are_auth_errors(ga4: Sandbox)
 def test_bad_configuration_is_refused_before_any_call(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(FatalError, match="not a GA4 property id"):
         GA4Connector(property_id="UA-1234-1", anonymous=True)
+    with pytest.raises(FatalError, match="not a URL"):
+        GA4Connector(property_id="123", anonymous=True, endpoint="127.0.0.1:8084")
     broken = tmp_path / "service-account.json"
     broken.write_text('{"type": "service_account"}')
     with pytest.raises(AuthError, match="service-account file"):
@@ -367,3 +396,57 @@ def test_the_connector_uses_the_project_http_policy(ga4: Sandbox) -> None:
         assert isinstance(session.get_adapter(ga4.url), PolicyAdapter)
         assert isinstance(session.get_adapter("https://analyticsdata.googleapis.com"), PolicyAdapter)
 
+
+
+def test_other_series_have_channels_events_pages_trend_weekly_seasonality_and_fixed_noise(ga4: Sandbox) -> None:
+    by_channel_event = ReportSpec(metrics=("eventCount",), start_date=date(2026, 11, 1), end_date=date(2026, 11, 1),
+                                  dimensions=("sessionDefaultChannelGroup", "eventName"))
+    pages = ReportSpec(metrics=("activeUsers",), start_date=date(2026, 11, 1), end_date=date(2026, 11, 28),
+                       dimensions=("landingPage",))
+    organic = (("eventName", "page_view"), ("sessionDefaultChannelGroup", "Organic Search"))
+    weeks_2025 = ReportSpec(metrics=("eventCount",), start_date=date(2025, 1, 6), end_date=date(2025, 3, 2),
+                            filters=organic)
+    weeks_2026 = ReportSpec(metrics=("eventCount",), start_date=date(2026, 1, 5), end_date=date(2026, 3, 1),
+                            filters=organic)
+    with ga4.connector() as connector:
+        combos, landing, early, later = connector.run_reports([by_channel_event, pages, weeks_2025, weeks_2026])
+    assert len(combos) == 7 * 4
+    assert {row.dimensions["eventName"] for row in combos} == {"page_view", "session_start", "form_start",
+                                                               "generate_lead"}
+    assert {"/landing/spring-sale", "/blog/seo-checklist", "/newsletter"} <= {r.dimensions["landingPage"]
+                                                                               for r in landing}
+    assert all(row.metrics["activeUsers"] > 0 for row in landing)
+    # trend: the same eight weeks (Monday to Sunday) a year later are about 25 % higher
+    growth = sum(r.metrics["eventCount"] for r in later) / sum(r.metrics["eventCount"] for r in early)
+    assert 1.18 < growth < 1.32
+    # weekly seasonality: Tuesdays are well above Saturdays
+    values = by_day(early)
+    tuesdays = [v for d, v in values.items() if d.weekday() == 1]
+    saturdays = [v for d, v in values.items() if d.weekday() == 5]
+    assert sum(tuesdays) / len(tuesdays) > 1.15 * sum(saturdays) / len(saturdays)
+    # noise: the same weekday differs from week to week, by a few per cent only
+    assert len(set(tuesdays)) > 1
+    assert max(tuesdays) / min(tuesdays) < 1.25
+    # and it is fixed: the data computed afresh (not the process's cached copy) holds the same numbers
+    afresh = seeded_cube.__wrapped__()
+    assert afresh is not seeded_cube()
+    assert afresh[date(2025, 1, 7)] == seeded_cube()[date(2025, 1, 7)]
+    assert afresh[date(2026, 11, 30)] == seeded_cube()[date(2026, 11, 30)]
+
+
+def test_the_sandbox_is_controlled_over_http_too(ga4: Sandbox) -> None:
+    day = ga4.ga4.today
+    assert requests.post(f"{ga4.url}/_sandbox/ga4/value", json={"date": day.isoformat(), "dims": LEAD_DIMS,
+                                                               "metric": "eventCount", "value": 100},
+                         timeout=5).json() == {"ok": True, "value": 100}
+    with ga4.connector() as connector:
+        assert by_day(connector.run_reports([leads(day, day)])[0]) == {day: 60}  # today: 60 % processed
+        requests.post(f"{ga4.url}/_sandbox/ga4/clock", json={"advance_days": 2}, timeout=5).raise_for_status()
+        assert by_day(connector.run_reports([leads(day, day)])[0]) == {day: 100}
+    requests.post(f"{ga4.url}/_sandbox/ga4/quota", json={"tokens_per_hour": 2}, timeout=5).raise_for_status()
+    state = requests.get(f"{ga4.url}/_sandbox/ga4", timeout=5).json()
+    assert state["today"] == (day + timedelta(days=2)).isoformat()
+    assert state["budget"]["tokensPerHour"] == 2 and state["consumed"]["tokensPerHour"] == 2
+    bad = requests.post(f"{ga4.url}/_sandbox/ga4/value", json={"date": "2026-13-01", "metric": "eventCount",
+                                                              "value": 1}, timeout=5)
+    assert bad.status_code == 400 and "month" in bad.json()["error"]

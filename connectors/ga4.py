@@ -13,6 +13,12 @@ therefore reaches us as the adapter's RetriableError once its retries are spent;
 ResourceExhausted (what google.api_core makes of a 429 it is handed) are translated too. No call bypasses the
 library.
 
+Credentials: a service-account key file (the client signs its own JWT with the key, scoped to
+analytics.readonly, so no token exchange takes place), application default credentials, or anonymous (the
+sandbox). google-auth's own token session, used when credentials must be exchanged or refreshed (ADC user
+credentials, for instance), is equipped with the same policy. A 401 raises AuthError at once: credentials are
+refreshed before they expire, so a 401 means they are wrong, not stale.
+
 Quota. After each call the latest PropertyQuota is kept. When the property's tokens per day, per hour or per
 project per hour fall under `reserve_fraction` of what the property had (the largest remaining + consumed
 seen), or GA4 answers 429 RESOURCE_EXHAUSTED, the connector raises QuotaExhausted with retry_after = the

@@ -8,6 +8,9 @@ report (YYYY-MM-DD, NdaysAgo, yesterday, today); dimension filters (string and i
 groups); orderBys; offset/limit paging with rowCount; keepEmptyRows; returnPropertyQuota. Anything else in a
 request is refused with a 400 that names it, so a client relying on an unemulated feature fails loudly.
 
+Authentication: anonymous by default; with `token` set or a service account added, requests need a bearer token:
+the static token, or a JWT signed by the service account (what the client sends for a service-account key).
+
 Data freshness, the way GA4 processes late hits: the property's `today` shows 60 % of its final values and
 yesterday 90 %; moving the clock on finalises them. `set_value` makes a late correction.
 
@@ -122,6 +125,8 @@ class GA4Property:
         self._base = seeded_cube() if seed else {}
         self._overrides: dict[date, dict[Cell, tuple[int, ...]]] = {}  # late corrections, on top of the seed
         self.token: str | None = None  # when set, requests need "Authorization: Bearer <token>"
+        # client email -> public key (PEM): requests may carry a JWT that service account signed itself
+        self.service_accounts: dict[str, str] = {}
         self.budget: dict[str, int] = dict(STANDARD_BUDGET)
         self.quota_clock = quota_clock or (lambda: datetime.now(UTC))
         self._consumed: dict[str, int] = dict.fromkeys(TOKEN_QUOTAS, 0)
@@ -259,7 +264,9 @@ class GA4Property:
     def _quota_state(self, tokens: int) -> dict[str, dict[str, int]]:
         state = {key: {"consumed": tokens, "remaining": max(0, self.budget[key] - self._consumed[key])}
                  for key in TOKEN_QUOTAS}
-        state["concurrentRequests"] = {"remaining": max(0, self.budget["concurrentRequests"] - self._in_flight)}
+        # like GA4: this request is not counted against the concurrent requests it reports
+        others = max(0, self._in_flight - 1)
+        state["concurrentRequests"] = {"remaining": max(0, self.budget["concurrentRequests"] - others)}
         state["serverErrorsPerProjectPerHour"] = {"remaining": self.budget["serverErrorsPerProjectPerHour"]}
         state["potentiallyThresholdedRequestsPerHour"] = {
             "remaining": self.budget["potentiallyThresholdedRequestsPerHour"]}
@@ -275,6 +282,41 @@ class GA4Property:
     def leave(self) -> None:
         with self.lock:
             self._in_flight -= 1
+
+    # -- auth --------------------------------------------------------------------------------------
+
+    def add_service_account(self, email: str, public_key_pem: str) -> None:
+        """Accepts self-signed JWTs of this service account (from then on, every request needs credentials)."""
+        with self.lock:
+            self.service_accounts[email] = public_key_pem
+
+    def authenticate(self, authorization: str) -> None:
+        """Checks the Authorization header when the property requires credentials: the static token, or a JWT
+        signed by a known service account with an Analytics scope (what the python client sends for a
+        service-account key: a self-signed JWT, no token exchange)."""
+        if self.token is None and not self.service_accounts:
+            return  # anonymous access
+        bearer = authorization[7:].strip() if authorization.startswith("Bearer ") else ""
+        if self.token is not None and bearer and hmac.compare_digest(bearer, self.token):
+            return
+        unauthenticated = ApiError(401, "UNAUTHENTICATED",
+                                   "Request had invalid authentication credentials. Expected OAuth 2 access "
+                                   "token, login cookie or other valid authentication credential.")
+        if bearer.count(".") != 2:
+            raise unauthenticated
+        from google.auth import jwt  # the verifier google-auth itself uses
+
+        try:
+            issuer = jwt.decode(bearer, verify=False).get("iss")
+            key = self.service_accounts.get(issuer) if isinstance(issuer, str) else None
+            if key is None:
+                raise unauthenticated
+            claims = jwt.decode(bearer, certs=key, verify=True)
+        except ValueError:
+            raise unauthenticated from None
+        scopes = str(claims.get("scope", "")).split()
+        if not any(scope.startswith("https://www.googleapis.com/auth/analytics") for scope in scopes):
+            raise ApiError(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
 
     # -- reports -------------------------------------------------------------------------------------
 
@@ -603,12 +645,7 @@ def create_app(state: GA4Property | SandboxState | None = None, seed: bool = Tru
 
     def answer(headers: Mapping[str, str], query: Mapping[str, str], property_id: str, body: Any,
                batch: bool) -> dict[str, Any]:
-        if ga4.token is not None:
-            header = headers.get("authorization", "")
-            if not (header.startswith("Bearer ") and hmac.compare_digest(header[7:], ga4.token)):
-                raise ApiError(401, "UNAUTHENTICATED",
-                               "Request had invalid authentication credentials. Expected OAuth 2 access "
-                               "token, login cookie or other valid authentication credential.")
+        ga4.authenticate(headers.get("authorization", ""))
         if not isinstance(body, dict):
             raise invalid("Invalid JSON payload received: the body is an object.")
         # `$alt=json;enum-encoding=int` (what the python client asks for): enums travel as numbers

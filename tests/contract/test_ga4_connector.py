@@ -7,14 +7,19 @@ right retry_after), the reserve, 400/401/403, data freshness and late correction
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.api_core import exceptions as google_errors
+from google.auth import jwt as google_jwt
 from google.oauth2.credentials import Credentials as TokenCredentials
 from requests.adapters import HTTPAdapter
 
@@ -182,7 +187,7 @@ def test_every_call_returns_the_property_quota(ga4: Sandbox) -> None:
         assert ga4.ga4.consumed()["tokensPerHour"] == 6
         assert connector.quota == PropertyQuota(
             tokens_per_day_remaining=200_000 - 6, tokens_per_hour_remaining=40_000 - 6,
-            tokens_per_project_per_hour_remaining=14_000 - 6, concurrent_requests_remaining=9)
+            tokens_per_project_per_hour_remaining=14_000 - 6, concurrent_requests_remaining=10)
 
 
 def test_a_429_is_retried_by_the_one_policy_then_succeeds(ga4: Sandbox) -> None:
@@ -335,7 +340,45 @@ def test_credentials_refused_or_a_foreign_property_are_auth_errors(ga4: Sandbox)
     assert forbidden.value.status == 403
 
 
-def test_bad_configuration_is_refused_before_any_call(tmp_path) -> None:  # noqa: ANN001
+def service_account_key(tmp_path: Path, name: str = "key.json") -> tuple[Path, str, str]:
+    """A service-account key file like the one GCP issues; returns (path, client email, public key PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = "backlog-sync@marketing-ops.iam.gserviceaccount.com"
+    info = {
+        "type": "service_account", "project_id": "marketing-ops", "private_key_id": "0a1b2c3d",
+        "private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode(),
+        "client_email": email, "client_id": "104680031962111111111",
+        # never called: the client signs its own JWT for the Data API (a call here would fail: nothing listens)
+        "token_uri": "http://127.0.0.1:9/token",
+        "universe_domain": "googleapis.com",
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps(info))
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return path, email, public
+
+
+def test_a_service_account_key_file_authenticates(ga4: Sandbox, tmp_path: Path) -> None:
+    path, email, public = service_account_key(tmp_path)
+    ga4.ga4.add_service_account(email, public)
+    with ga4.connector(anonymous=False, credentials_file=path) as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+        (more,) = connector.run_reports([leads(date(2026, 11, 3), date(2026, 11, 4))])
+    assert len(rows) == len(more) == 2
+    bearer = ga4.ga4.requests[-1]["headers"]["authorization"].removeprefix("Bearer ")
+    claims = google_jwt.decode(bearer, certs=public)
+    assert claims["iss"] == email
+    assert claims["scope"] == "https://www.googleapis.com/auth/analytics.readonly"
+
+    other, _, _ = service_account_key(tmp_path, "other.json")  # same email, a key the property does not know
+    with ga4.connector(anonymous=False, credentials_file=other) as stranger, pytest.raises(AuthError) as caught:
+        stranger.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert caught.value.status == 401
+
+
+def test_bad_configuration_is_refused_before_any_call(tmp_path: Path) -> None:
     with pytest.raises(FatalError, match="not a GA4 property id"):
         GA4Connector(property_id="UA-1234-1", anonymous=True)
     with pytest.raises(FatalError, match="not a URL"):

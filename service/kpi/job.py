@@ -228,7 +228,7 @@ class KpiJob:
         return needed
 
     def _read_series(self, today: date, result: KpiRunResult, read_through: dict[Series, date | None]) -> None:
-        from connectors.ga4 import ReportSpec
+        from connectors.ga4 import QuotaExhausted, ReportSpec
 
         final_before = today - timedelta(days=self.ga4.lookback_days)  # days before this are final
         plan: list[tuple[Series, date, date]] = []
@@ -248,16 +248,33 @@ class KpiJob:
             batch = plan[offset:offset + BATCH_REPORTS]
             specs = [ReportSpec(metrics=series.metrics, start_date=a, end_date=b, dimensions=("date",),
                                 filters=series.filters) for series, a, b in batch]
-            reports = connector.run_reports(specs)
-            with session_scope(self.engine) as db:
-                for (series, a, b), rows in zip(batch, reports, strict=True):
-                    result.snapshots_changed += self._store(db, series, a, b, rows)
-                    self._advance_coverage(db, series, a, b, final_before)
-                    read_through[series] = b
-                    result.chunks_read += 1
-                    result.days_read += (b - a).days + 1
-                db.execute(update(KpiJobRow).where(KpiJobRow.name == JOB, KpiJobRow.lease_owner == self._owner)
-                           .values(lease_expires_at=utcnow() + timedelta(seconds=self._lease_seconds())))
+            try:
+                reports = connector.run_reports(specs)
+            except QuotaExhausted as exc:
+                # Keep the chunks whose every page arrived, in order (coverage only grows contiguously).
+                done = []
+                for index in range(len(batch)):
+                    if index not in exc.completed:
+                        break
+                    done.append(exc.completed[index])
+                self._store_batch(batch[:len(done)], done, final_before, result, read_through)
+                raise
+            self._store_batch(batch, reports, final_before, result, read_through)
+
+    def _store_batch(self, batch: list[tuple[Series, date, date]], reports: list[list[MetricRow]],
+                     final_before: date, result: KpiRunResult, read_through: dict[Series, date | None]) -> None:
+        """Stores chunks with their coverage marks and renews the lease, in one transaction."""
+        if not batch:
+            return
+        with session_scope(self.engine) as db:
+            for (series, a, b), rows in zip(batch, reports, strict=True):
+                result.snapshots_changed += self._store(db, series, a, b, rows)
+                self._advance_coverage(db, series, a, b, final_before)
+                read_through[series] = b
+                result.chunks_read += 1
+                result.days_read += (b - a).days + 1
+            db.execute(update(KpiJobRow).where(KpiJobRow.name == JOB, KpiJobRow.lease_owner == self._owner)
+                       .values(lease_expires_at=utcnow() + timedelta(seconds=self._lease_seconds())))
 
     def _coverage(self, db: Any, series: Series) -> KpiCoverageRow | None:
         return db.execute(select(KpiCoverageRow).where(

@@ -23,8 +23,23 @@ from google.auth import jwt as google_jwt
 from google.oauth2.credentials import Credentials as TokenCredentials
 from requests.adapters import HTTPAdapter
 
-from connectors.base import AuthError, FatalError, MetricRow, PaginationLoopError, RetriableError, RetryPolicy
-from connectors.ga4 import GA4Connector, PropertyQuota, QuotaExhausted, ReportSpec, seconds_to_window
+from connectors.base import (
+    AuthError,
+    FatalError,
+    MetricRow,
+    PaginationLoopError,
+    Paginator,
+    RetriableError,
+    RetryPolicy,
+)
+from connectors.ga4 import (
+    GA4Connector,
+    PropertyQuota,
+    QuotaExhausted,
+    ReportSpec,
+    _ReportPages,
+    seconds_to_window,
+)
 from sandbox.common import SandboxState, ThreadedServer
 from sandbox.ga4 import PROPERTY_ID, GA4Property, create_app, resource_exhausted
 from sandbox.ga4_data import seeded_cube
@@ -129,7 +144,8 @@ def test_offset_paging_reads_every_row_while_row_count_says_more(ga4: Sandbox) -
     ga4.ga4.requests.clear()
     with ga4.connector(page_size=70) as connector:
         (paged,) = connector.run_reports([spec])
-        assert connector.calls == 4  # 240 rows: 70 + 70 + 70 + 30
+        # 240 rows: the first page tells the rowCount, then the 3 other pages go out in one batch
+        assert connector.calls == 2
     assert len(whole) == 30 * 8
     assert paged == whole
     assert len({(r.dimensions["date"], r.dimensions["landingPage"]) for r in paged}) == 240
@@ -160,8 +176,34 @@ def test_pages_of_several_reports_share_batches(ga4: Sandbox) -> None:
 
 def test_a_row_count_that_never_arrives_stops_as_a_pagination_loop(ga4: Sandbox) -> None:
     ga4.state.flags["row_count_bonus"] = 3
-    with ga4.connector(page_size=10) as connector, pytest.raises(PaginationLoopError, match="offset 28"):
+    with ga4.connector(page_size=10) as connector, pytest.raises(PaginationLoopError, match="offset 30 is empty"):
         connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 28))])
+
+
+def test_page_bookkeeping_fills_short_pages_and_follows_a_changing_row_count() -> None:
+    def rows(n: int, start: int) -> list[MetricRow]:
+        return [MetricRow(dimensions={"n": str(start + k)}, metrics={}) for k in range(n)]
+
+    pages = _ReportPages(Paginator("ga4"))
+    pages.ask(0)
+    pages.receive(0, rows(10, 0), 35)
+    assert pages.gaps(10) == [10, 20, 30]
+    for offset in (10, 20, 30):
+        pages.ask(offset)
+    pages.receive(10, rows(7, 10), 35)  # a short page in the middle
+    pages.receive(30, rows(5, 30), 42)  # meanwhile GA4 found more rows
+    assert pages.gaps(10) == [17, 35]
+    assert not pages.finished(10)
+    pages.receive(20, rows(10, 20), 42)
+    assert pages.gaps(10) == [17, 35]  # 17..19 is still missing
+    with pytest.raises(PaginationLoopError):
+        pages.ask(30)  # an offset asked for twice
+    pages.ask(17)
+    pages.ask(35)
+    pages.receive(17, rows(10, 17), 42)
+    pages.receive(35, rows(7, 35), 42)
+    assert pages.finished(10)
+    assert [row.dimensions["n"] for row in pages.ordered()] == [str(n) for n in range(42)]
 
 
 def test_metric_values_are_typed_from_the_metric_headers(ga4: Sandbox) -> None:

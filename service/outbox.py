@@ -193,6 +193,7 @@ class OutboxWorker:
                 extra = dict(item.extra) if item is not None else {}
             payload = tool.write_payload(fields, profile=profile, context=context, extra=extra)
             connector.update_item(external_id, payload)
+        comments = self._comments_not_landed(connector, tool, external_id, comments)
         for row in comments:
             connector.add_comment(external_id, tool.mapping.comment_body(str(row.value), context=context))
         for row in native:
@@ -208,6 +209,22 @@ class OutboxWorker:
                             ", ".join(list(failures)[:10]))
         self._mark_sent(source_name, external_id, rows,
                         {row.field: row.value for row in rows if row.field in ("score", "rank", "kpi_result")})
+
+    @staticmethod
+    def _comments_not_landed(connector: Any, tool: Any, external_id: str, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """Drops comments an interrupted send already posted, where the tool's mapping can read an item's comments
+        (comment_texts); elsewhere a comment taken over from a dead worker is sent again (at least once)."""
+        reader = getattr(tool.mapping, "comment_texts", None)
+        recovered = [row for row in rows if (row.last_error or "").startswith(RECOVERED)]
+        if reader is None or not recovered:
+            return rows
+        raws = connector.fetch([external_id])
+        held = [text.split() for text in reader(raws[0])] if raws else []
+        landed = {row.id for row in recovered if str(row.value).split() in held}
+        if landed:
+            log.info("%s already holds %d comment(s) from an interrupted write; not posting them again",
+                     external_id, len(landed))
+        return [row for row in rows if row.id not in landed]
 
     def _mark_sent(self, source_name: str, external_id: str, rows: list[OutboxRow], fields: dict[str, Any]) -> None:
         now = utcnow()

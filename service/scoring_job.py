@@ -72,7 +72,7 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
             scored_item = score_item(item, method, **params)  # type: ignore[arg-type]
             if reach is not None:
                 scored_item = replace(scored_item, problems=(*scored_item.problems, Problem(
-                    field="reach", value=f"{reach.reach:g}",
+                    field="reach", value=f"{reach.reach:.10g}",
                     reason=f"derived from GA4: {reach.metric} over the last {reach.days} days for "
                            f"{reach.dimension} {reach.named} (enter a reach to override it)")))
             if status in CLOSED_STATUSES:

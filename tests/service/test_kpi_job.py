@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
@@ -33,7 +33,8 @@ from service.cli import app as cli
 from service.config import AppConfig, Settings
 from service.db import session_scope
 from service.kpi.job import KpiJob, KpiUnavailable
-from service.outbox import OutboxWorker
+from service.outbox import OutboxWorker, claim
+from service.registry import tool_for
 from service.scheduler import Daemon
 from service.sync import SyncService
 from service.tables import (
@@ -324,7 +325,7 @@ def test_reach_from_traffic_fills_a_missing_reach_and_the_users_wins(world: Worl
         rows = {row.key: row for row in db.execute(select(ItemRow).where(ItemRow.key.in_(["MKT-5", "MKT-6"])))
                 .scalars()}
     derived = [p for p in rows["MKT-5"].score_problems if p["field"] == "reach"]
-    assert derived and "derived from GA4" in derived[0]["reason"] and derived[0]["value"] == f"{expected:g}"
+    assert derived and "derived from GA4" in derived[0]["reason"] and derived[0]["value"] == f"{expected:.10g}"
     assert rows["MKT-5"].score is not None
     assert not any("derived" in p["reason"] for p in rows["MKT-6"].score_problems)  # the user's reach wins
     OutboxWorker(engine=world.engine, sync_service=sync).drain()
@@ -404,3 +405,27 @@ def test_the_daemon_schedules_one_kpi_job(world: World) -> None:
         assert ran, "the scheduled KPI run did not happen"
     finally:
         daemon.stop()
+
+
+def test_a_comment_posted_by_a_worker_that_died_is_not_posted_again(world: World) -> None:
+    config = world.config()
+    sync = world.sync_and_drain(config)
+    world.job(config).run(today=TODAY)
+    linked = _linked_keys(world.engine)
+    before = {key: len(_comments(world.jira, key)) for key in linked}
+    # A worker claims the KPI writes, posts one comment and dies before recording that it did.
+    rows = claim(world.engine, limit=100, claim_seconds=60)
+    comment = next(row for row in rows if row.field == "comment")
+    sync.connector("mkt").add_comment(comment.external_id, tool_for("jira").mapping.comment_body(
+        str(comment.value), context=sync.context("mkt")))
+    issue = world.jira.find(comment.external_id)
+    assert issue is not None and len(issue.comments) == before[issue.key] + 1
+    with session_scope(world.engine) as db:  # its claims lapse
+        db.execute(update(OutboxRow).where(OutboxRow.status == "sending")
+                   .values(claimed_until=datetime.now(UTC) - timedelta(seconds=1)))
+
+    drained = OutboxWorker(engine=world.engine, sync_service=sync).drain()
+    assert drained.failed == 0, drained.errors
+    assert {key: len(_comments(world.jira, key)) for key in linked} == {key: n + 1 for key, n in before.items()}
+    with session_scope(world.engine) as db:
+        assert db.get(OutboxRow, comment.id).status == "sent"

@@ -322,9 +322,11 @@ def print_objectives(engine: Any, config: AppConfig, out: Console | None = None)
     from sqlmodel import Session
 
     from service.kpi.views import objective_summaries
+    from service.tables import KpiJobRow
 
     with Session(engine) as db:
         summaries = objective_summaries(db, config)
+        job = db.get(KpiJobRow, "kpi")
     table = Table(title="KPI objectives", show_lines=False)
     for column in ("objective", "owner", "as of", "milestone", "actual", "expected", "status", "window to date",
                    "status ", "target", "projection"):
@@ -343,6 +345,10 @@ def print_objectives(engine: Any, config: AppConfig, out: Console | None = None)
             row["status"] or "", number(row["expected_total"]), number(row["projection"]))
     out = out or console
     (out if out.is_terminal or out.record else Console(width=200)).print(table)
+    if job is not None:
+        last = job.last_success_at.isoformat(timespec="seconds") if job.last_success_at else "never"
+        out.print(f"KPI job: {job.state}, last success {last}" + (f"; {job.last_error}" if job.last_error else ""),
+                  markup=False, highlight=False)
 
 
 @app.command("sandbox")

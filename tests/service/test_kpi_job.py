@@ -429,3 +429,31 @@ def test_a_comment_posted_by_a_worker_that_died_is_not_posted_again(world: World
     assert {key: len(_comments(world.jira, key)) for key in linked} == {key: n + 1 for key, n in before.items()}
     with session_scope(world.engine) as db:
         assert db.get(OutboxRow, comment.id).status == "sent"
+
+
+def test_objectives_on_different_series_and_a_ratio_expression(world: World) -> None:
+    config = world.config()
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["objectives"].append({
+        "key": "engagement", "name": "Engagement rate", "owner": "web@acme.example",
+        "metric": "engagedSessions / sessions", "baseline": "previous_year", "target": "+5%",
+        "start": "2026-01-01", "end": "2026-12-31", "milestones": "monthly", "split": "compound"})
+    config = AppConfig.model_validate(data)
+    result = world.job(config).run(today=TODAY)
+    assert result.status == "succeeded" and sorted(result.objectives_computed) == ["email-leads", "engagement"]
+    assert (result.chunks_read, result.calls) == (16, 4)  # two series of 8 chunks, 5 chunks a call
+
+    def total(metric: str, start: date, end: date) -> int:
+        return sum(world.ga4.value(d, {}, metric, reported=True) for d in days(start, end))
+
+    # November is milestone 11 of 12: compound uplift 1.05 ** (11 / 12) - 1; a rate is the ratio of the sums.
+    nov = (date(2026, 11, 1), date(2026, 11, 30))
+    baseline_nov = (date(2025, 11, 1), date(2025, 11, 30))
+    actual = total("engagedSessions", *nov) / total("sessions", *nov)
+    expected = total("engagedSessions", *baseline_nov) / total("sessions", *baseline_nov) * 1.05 ** (11 / 12)
+    with session_scope(world.engine) as db:
+        row = db.execute(select(KpiProgressRow).where(KpiProgressRow.objective_key == "engagement")).scalar_one()
+    assert (row.milestone, row.milestone_start, row.milestone_end) == ("M11", *nov)
+    assert row.milestone_actual == pytest.approx(actual)
+    assert row.milestone_expected == pytest.approx(expected)
+    assert row.milestone_status == status_by_hand(actual, expected)

@@ -150,13 +150,21 @@ def _window_from_message(message: str) -> str | None:
     return None
 
 
-def _typed(value: str, metric_type: int) -> float | int:
-    if metric_type == MetricType.TYPE_INTEGER:
+def _typed(value: str, integer: bool) -> float | int:
+    if integer:
         try:
             return int(value)
         except ValueError:
             return int(float(value))  # "12.0" has been seen for integer metrics; a fraction is not expected
     return float(value)
+
+
+def _is_number(value: str, integer: bool) -> bool:
+    try:
+        _typed(value, integer)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -393,20 +401,24 @@ class GA4Connector:
         return FatalError(f"ga4: {self.property} refused a report{which}: {message}", status=400, vendor=VENDOR)
 
     def _rows(self, report: RunReportResponse, spec: ReportSpec) -> list[MetricRow]:
-        dimension_names = [header.name for header in report.dimension_headers]
-        metric_headers = [(header.name, int(header.type_)) for header in report.metric_headers]
+        # The raw protobuf message, not the proto-plus wrapper: wrapping every row and value cost about 40 us
+        # a row (bench/ga4_reports.py); reading the protobuf directly is several times cheaper.
+        raw = RunReportResponse.pb(report)
+        dimension_names = [header.name for header in raw.dimension_headers]
+        integer = [header.type_ == MetricType.TYPE_INTEGER for header in raw.metric_headers]
+        metric_names = [header.name for header in raw.metric_headers]
         rows = []
-        for number, row in enumerate(report.rows):
-            dimensions = {name: value.value for name, value in zip(dimension_names, row.dimension_values,
-                                                                     strict=True)}
-            metrics: dict[str, float | int] = {}
-            for (name, metric_type), value in zip(metric_headers, row.metric_values, strict=True):
-                try:
-                    metrics[name] = _typed(value.value, metric_type)
-                except ValueError:
-                    raise FatalError(f"ga4: report of {', '.join(spec.metrics)}, row {number} {dimensions}: "
-                                     f"{name} = {value.value!r} is not a number", vendor=VENDOR) from None
-            rows.append(MetricRow(dimensions=dimensions, metrics=metrics))
+        for number, row in enumerate(raw.rows):
+            dimensions = dict(zip(dimension_names, (value.value for value in row.dimension_values), strict=True))
+            texts = [value.value for value in row.metric_values]
+            try:
+                values = [_typed(text, is_integer) for text, is_integer in zip(texts, integer, strict=True)]
+            except ValueError:
+                bad = next(n for n, t, i in zip(metric_names, texts, integer, strict=True) if not _is_number(t, i))
+                raise FatalError(f"ga4: report of {', '.join(spec.metrics)}, row {number} {dimensions}: "
+                                 f"{bad} = {texts[metric_names.index(bad)]!r} is not a number",
+                                 vendor=VENDOR) from None
+            rows.append(MetricRow(dimensions=dimensions, metrics=dict(zip(metric_names, values, strict=True))))
         return rows
 
     # -- quota ---------------------------------------------------------------------------------------

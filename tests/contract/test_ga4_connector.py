@@ -221,6 +221,19 @@ def test_metric_values_are_typed_from_the_metric_headers(ga4: Sandbox) -> None:
     assert "enum-encoding%3Dint" in ga4.ga4.requests[-1]["query"]
 
 
+def test_an_unreadable_metric_value_is_an_error_that_names_it(ga4: Sandbox) -> None:
+    odd = {"reports": [{
+        "dimensionHeaders": [{"name": "date"}], "metricHeaders": [{"name": "eventCount", "type": 1}],
+        "rows": [{"dimensionValues": [{"value": "20261101"}], "metricValues": [{"value": "41"}]},
+                 {"dimensionValues": [{"value": "20261102"}], "metricValues": [{"value": "n/a"}]}],
+        "rowCount": 2, "kind": "analyticsData#runReport"}], "kind": "analyticsData#batchRunReports"}
+    ga4.state.inject(route=BATCH, status=200, body=odd)
+    with ga4.connector() as connector, pytest.raises(FatalError) as caught:
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert "eventCount = 'n/a' is not a number" in str(caught.value)
+    assert "20261102" in str(caught.value)
+
+
 def test_every_call_returns_the_property_quota(ga4: Sandbox) -> None:
     with ga4.connector(page_size=100) as connector:
         # 181 days, 2 pages; each page costs 1 token plus 1 per 90 days: 3

@@ -682,6 +682,9 @@ def create_app(state: GA4Property | SandboxState | None = None, seed: bool = Tru
                                              batch)
         except ApiError as error:
             return JSONResponse(error.body(), status_code=error.code)
+        except (AttributeError, KeyError, TypeError) as exc:  # a body of the wrong shape somewhere inside
+            error = invalid(f"Invalid JSON payload received: {type(exc).__name__}: {exc}")
+            return JSONResponse(error.body(), status_code=400)
         return JSONResponse(result)
 
     @app.post("/v1beta/properties/{property_id}:runReport")

@@ -289,6 +289,8 @@ def test_batch_run_reports_answers_follow_the_discovery_document(ga4) -> None:  
     ("runReport", report_body(pivots=[]), 400, 'Unknown name "pivots"'),
     ("runReport", report_body(metricFilter={"filter": {"fieldName": "eventCount"}}), 400, "not emulated"),
     ("runReport", report_body(dateRanges=[{"startDate": "2026-12-01", "endDate": "2026-11-01"}]), 400, "after"),
+    ("runReport", report_body(dateRanges=["2026-11-01"]), 400, "Invalid JSON payload"),
+    ("runReport", report_body(limit=10.5), 400, "not an int64"),
 ])
 def test_refusals_are_google_error_envelopes(ga4, name: str, body: dict[str, Any], status: int,  # noqa: ANN001
                                               says: str) -> None:

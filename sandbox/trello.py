@@ -403,8 +403,7 @@ class TrelloSite:
         return {"id": board.id, "name": board.name, "desc": "", "descData": None, "closed": False,
                 "idOrganization": None, "pinned": False, "url": f"https://trello.com/b/{board.short_link}/board",
                 "shortUrl": f"https://trello.com/b/{board.short_link}", "shortLink": board.short_link,
-                "prefs": {"permissionLevel": "private", "voting": "disabled", "comments": "members",
-                          "invitations": "members", "selfJoin": False, "cardCovers": True},
+                "prefs": {"selfJoin": False, "cardCovers": True},
                 "labelNames": {}}
 
     def render_card(self, card: Card, fields: set[str] | None, custom: bool) -> dict[str, Any]:

@@ -390,6 +390,19 @@ class PolicyAdapter(HTTPAdapter):
                 log.exception("call observer failed")
 
 
+class _DropQueryStrings(logging.Filter):
+    """urllib3 logs each request line, query string included, at DEBUG; Trello's key and token travel there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_url(arg) if isinstance(arg, str) and "?" in arg else arg
+                                for arg in record.args)
+        return True
+
+
+_QUERY_FILTER = _DropQueryStrings()
+
+
 def make_session(
     *,
     vendor: str,
@@ -407,6 +420,9 @@ def make_session(
     configured base)` sends URLs a library built on the vendor's fixed host to the configured one.
     """
     session = session if session is not None else requests.Session()
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if _QUERY_FILTER not in pool_log.filters:
+        pool_log.addFilter(_QUERY_FILTER)
     adapter = PolicyAdapter(
         vendor=vendor, policy=policy or RetryPolicy(), limiter=limiter, timeout=timeout, sleep=sleep,
         rebase=rebase,

@@ -196,6 +196,7 @@ class TrelloConnector:
     def pull(self, cursor: str | None, *, full: bool = False) -> Iterator[Page]:
         """Yields pages of cards changed since the cursor (every open card when full or no cursor)."""
         state = {} if full else parse_cursor(cursor)
+        read_here: set[str] = set()
         for board_id in self.board_ids():
             since = state.get(board_id)
             if since is None:
@@ -217,10 +218,13 @@ class TrelloConnector:
                     gone = sorted((wanted - found) | deleted) if last else []
                     yield Page(records=keep, cursor=format_cursor(state) if last else None, deleted_ids=gone)
                 continue
-            records = self.fetch(sorted(touched)) if touched else []
+            # A card moved between two configured boards shows on both; it is read once.
+            wanted = [card_id for card_id in touched if card_id not in read_here]
+            records = self.fetch(wanted) if wanted else []
             found_ids = {card["id"] for card in records}
+            read_here.update(wanted)
             yield Page(records=records, cursor=format_cursor(state),
-                       deleted_ids=sorted((set(touched) - found_ids) | deleted))
+                       deleted_ids=sorted((set(wanted) - found_ids) | deleted))
 
     def _card_pages(self, board_id: str, *, fields: str = CARD_FIELDS,
                     custom: bool = True) -> Iterator[list[dict[str, Any]]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -62,6 +63,7 @@ FETCH_ONE_BY_ONE = 50  # more changed cards than this: page the board instead of
 CARD_FIELDS = "id,name,desc,idBoard,idList,idLabels,idMembers,labels,due,dateLastActivity,pos,closed,shortLink,url"
 ACTION_FILTER = ",".join(sorted(CARD_ACTIONS))
 NO_ACTION = "0" * 24
+LISTED_FRESH_SECONDS = 60.0
 
 
 def _fingerprint(secret: str) -> str:
@@ -131,6 +133,7 @@ class TrelloConnector:
         # py-trello's key/token mode: without token/token_secret it sends key= and token= (from api_secret).
         self._client = TrelloClient(api_key=api_key, api_secret=token, http_service=self._session)
         self._boards: dict[str, dict[str, Any]] | None = None  # board id -> what describe() read
+        self._listed: tuple[float, set[str]] | None = None  # the ids a full read just saw, for its reconcile
         self.calls = 0
 
     # -- metadata ----------------------------------------------------------------------------------
@@ -197,11 +200,15 @@ class TrelloConnector:
         """Yields pages of cards changed since the cursor (every open card when full or no cursor)."""
         state = {} if full else parse_cursor(cursor)
         read_here: set[str] = set()
+        listed: set[str] | None = set() if full else None
+        self._listed = None
         for board_id in self.board_ids():
             since = state.get(board_id)
             if since is None:
                 newest = self._newest_action(board_id)  # before the scan: what changes during it is read again
                 for records, last in _with_last(self._card_pages(board_id)):
+                    if listed is not None:
+                        listed.update(card["id"] for card in records)
                     if last:
                         state[board_id] = newest
                     # The board's cursor moves only with its last page: a crash mid-board re-reads the board.
@@ -225,6 +232,10 @@ class TrelloConnector:
             read_here.update(wanted)
             yield Page(records=records, cursor=format_cursor(state),
                        deleted_ids=sorted((set(wanted) - found_ids) | deleted))
+        if listed is not None:
+            # A full read has just listed every open card: the reconcile that follows it uses that list
+            # instead of paging every board a second time (once, and only right after).
+            self._listed = (time.monotonic(), listed)
 
     def _card_pages(self, board_id: str, *, fields: str = CARD_FIELDS,
                     custom: bool = True) -> Iterator[list[dict[str, Any]]]:
@@ -280,6 +291,10 @@ class TrelloConnector:
 
     def list_ids(self) -> Iterator[str]:
         """Yields the id of every open card on the configured boards (ids only, 1,000 a call)."""
+        listed, self._listed = self._listed, None
+        if listed is not None and time.monotonic() - listed[0] < LISTED_FRESH_SECONDS:
+            yield from listed[1]
+            return
         for board_id in self.board_ids():
             for cards in self._card_pages(board_id, fields="id", custom=False):
                 for card in cards:

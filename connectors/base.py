@@ -118,24 +118,26 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def error_for_response(response: requests.Response, vendor: str) -> ConnectorError | None:
     """Turns a finished HTTP response into the typed error it stands for, or None if it succeeded."""
-    action = action_for(response.status_code)
-    if action is None:
+    if action_for(response.status_code) is None:
         return None
     snippet = (response.text or "")[:300].replace("\n", " ")
     where = f"{response.request.method} {_redact_url(response.url)}" if response.request else response.url
     message = f"{vendor}: HTTP {response.status_code} on {where}: {snippet}"
+    return error_for_status(response.status_code, message, vendor=vendor,
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def error_for_status(status: int, message: str, *, vendor: str, retry_after: float | None = None) -> ConnectorError:
+    """The typed error for a failed status, through STATUS_ACTIONS (also for libraries that raise their own
+    exception carrying only the status, such as py-trello's ResourceUnavailable)."""
+    action = action_for(status)
     if action is Action.RETRY:
-        return RetriableError(
-            message,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            status=response.status_code,
-            vendor=vendor,
-        )
+        return RetriableError(message, retry_after=retry_after, status=status, vendor=vendor)
     if action is Action.AUTH:
-        return AuthError(message, status=response.status_code, vendor=vendor)
+        return AuthError(message, status=status, vendor=vendor)
     if action is Action.FATAL:
-        return FatalError(message, status=response.status_code, vendor=vendor)
-    return SkippableError(message, status=response.status_code, vendor=vendor)
+        return FatalError(message, status=status, vendor=vendor)
+    return SkippableError(message, status=status, vendor=vendor)
 
 
 def _redact_url(url: str) -> str:
@@ -250,6 +252,56 @@ class RateLimiter:
         return wait
 
 
+class LimiterGroup:
+    """Several RateLimiters a call must fit under at the same moment (Trello: the token's window and the API
+    key's, which several tokens share). A slot is taken in all of them at once, so no limiter records a call
+    earlier than it is made while another one is still being waited for."""
+
+    def __init__(self, limiters: Iterable[RateLimiter]) -> None:
+        self.limiters = sorted(limiters, key=id)  # one lock order for every group: no deadlock
+        if not self.limiters:
+            raise ValueError("a limiter group needs at least one limiter")
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        """Waits until every limiter has a free slot, then takes one in each."""
+        first = self.limiters[0]
+        while True:
+            for limiter in self.limiters:
+                limiter._lock.acquire()
+            try:
+                now = first._clock()
+                wait = 0.0
+                for limiter in self.limiters:
+                    while limiter._calls and limiter._calls[0] <= now - limiter._longest:
+                        limiter._calls.popleft()
+                    wait = max(wait, limiter._wait_needed(now))
+                if wait <= 0:
+                    for limiter in self.limiters:
+                        limiter._calls.append(now)
+                    return
+            finally:
+                for limiter in reversed(self.limiters):
+                    limiter._lock.release()
+            self.waited += wait
+            first._sleep(wait)
+
+
+_shared_limiters: dict[str, RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(scope: str, windows: Iterable[tuple[int, float]]) -> RateLimiter:
+    """The process-wide limiter of one credential: every connector naming the same scope (say, a hash of an
+    API key) and windows gets the same RateLimiter, so their calls count against one budget."""
+    windows = [(int(n), float(s)) for n, s in windows]
+    key = f"{scope}|{windows}"
+    with _shared_lock:
+        if key not in _shared_limiters:
+            _shared_limiters[key] = RateLimiter(windows)
+        return _shared_limiters[key]
+
+
 # --------------------------------------------------------------------------------------------------
 # The HTTP session every connector uses.
 
@@ -272,16 +324,20 @@ class PolicyAdapter(HTTPAdapter):
         *,
         vendor: str,
         policy: RetryPolicy,
-        limiter: RateLimiter | None = None,
+        limiter: RateLimiter | LimiterGroup | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         raise_for: Callable[[requests.Response], bool] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         pool_maxsize: int = 10,
+        rebase: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(max_retries=0, pool_maxsize=pool_maxsize)
         self.vendor = vendor
         self.policy = policy
         self.limiter = limiter
+        # (vendor base, configured base): a library that builds its URLs on a fixed host (py-trello on
+        # https://api.trello.com) reaches the configured one (a proxy, the sandbox) through this same adapter.
+        self.rebase = rebase if rebase and rebase[0].rstrip("/") != rebase[1].rstrip("/") else None
         self.timeout = timeout
         self.raise_for = raise_for
         self._sleep = sleep
@@ -290,6 +346,8 @@ class PolicyAdapter(HTTPAdapter):
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # noqa: ANN001
         # A library may pass timeout=None; we never allow a call without one.
         effective_timeout = timeout if timeout is not None else self.timeout
+        if self.rebase is not None and request.url and request.url.startswith(self.rebase[0]):
+            request.url = self.rebase[1].rstrip("/") + request.url[len(self.rebase[0].rstrip("/")):]
 
         def attempt() -> requests.Response:
             if self.limiter is not None:
@@ -332,23 +390,42 @@ class PolicyAdapter(HTTPAdapter):
                 log.exception("call observer failed")
 
 
+class _DropQueryStrings(logging.Filter):
+    """urllib3 logs each request line, query string included, at DEBUG; Trello's key and token travel there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_url(arg) if isinstance(arg, str) and "?" in arg else arg
+                                for arg in record.args)
+        return True
+
+
+_QUERY_FILTER = _DropQueryStrings()
+
+
 def make_session(
     *,
     vendor: str,
     policy: RetryPolicy | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: RateLimiter | LimiterGroup | None = None,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    rebase: tuple[str, str] | None = None,
 ) -> requests.Session:
     """Returns a requests.Session (or equips the one given) with the project's one HTTP policy.
 
     429, 5xx and connection errors are retried inside the adapter (honouring Retry-After), 401/403
-    raise AuthError, and other statuses are returned for the caller to inspect.
+    raise AuthError, and other statuses are returned for the caller to inspect. `rebase=(vendor base,
+    configured base)` sends URLs a library built on the vendor's fixed host to the configured one.
     """
     session = session if session is not None else requests.Session()
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if _QUERY_FILTER not in pool_log.filters:
+        pool_log.addFilter(_QUERY_FILTER)
     adapter = PolicyAdapter(
-        vendor=vendor, policy=policy or RetryPolicy(), limiter=limiter, timeout=timeout, sleep=sleep
+        vendor=vendor, policy=policy or RetryPolicy(), limiter=limiter, timeout=timeout, sleep=sleep,
+        rebase=rebase,
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)

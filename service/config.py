@@ -458,9 +458,9 @@ def load_config(path: str | Path, *, check_secrets: bool = True) -> AppConfig:
     return config
 
 
-# What this version can run. The config schema already describes Trello and Asana; until their connectors
-# land, a config that uses them is refused instead of being silently ignored. GA4 (objectives, reach) runs.
-AVAILABLE_KINDS = ("jira",)
+# What this version can run. The config schema already describes Asana; until its connector lands, a config
+# that uses it is refused instead of being silently ignored. GA4 (objectives, reach) runs.
+AVAILABLE_KINDS = ("jira", "trello")
 
 
 def availability_problems(config: AppConfig) -> list[tuple[str, str]]:

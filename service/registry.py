@@ -60,10 +60,28 @@ def _build_jira(source: Any, policy: RetryPolicy) -> WorkItemSource:
     )
 
 
+def _build_trello(source: Any, policy: RetryPolicy) -> WorkItemSource:
+    from connectors.trello import TrelloConnector
+
+    write_back = source.write_back
+    create = [write_back.score_field, write_back.rank_field] if write_back.create_missing_fields else []
+    return TrelloConnector(
+        base_url=source.base_url,
+        api_key=source.api_key.resolve(),
+        token=source.token.resolve(),
+        boards=source.boards,
+        page_size=source.page_size,
+        set_position=source.set_position,
+        create_fields=[name for name in create if name],
+        policy=policy,
+    )
+
+
 TOOLS: dict[str, ToolAdapter] = {
     tool.kind: tool
     for tool in (
         ToolAdapter(kind="jira", build=_build_jira, mapping_module="mappings.jira"),
+        ToolAdapter(kind="trello", build=_build_trello, mapping_module="mappings.trello", payload_needs_extra=True),
     )
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+import tests.contract.trello_harness  # noqa: F401  (registers the Trello harness)
 from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.sync import SourceUnavailable

@@ -95,9 +95,15 @@ def test_strong_admin_token_is_accepted() -> None:
     assert Settings(admin_token="x" * 32).checked_admin_token() == "x" * 32
 
 
+def test_a_trello_source_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"sources": [{"name": "board", "kind": "trello", "api_key": {"env": "HOME"},
+                                                 "token": {"env": "HOME"}, "boards": ["abc"]}]}))
+    source = load_config(path).sources[0]
+    assert source.kind == "trello" and source.boards == ["abc"] and source.page_size == 1000
+
+
 @pytest.mark.parametrize("extra, where", [
-    ({"sources": [{"name": "board", "kind": "trello", "api_key": {"env": "HOME"}, "token": {"env": "HOME"},
-                   "boards": ["abc"]}]}, "sources[0].kind"),
     ({"sources": [{"name": "proj", "kind": "asana", "token": {"env": "HOME"}, "projects": ["1"]}]},
      "sources[0].kind"),
 ])

@@ -1,0 +1,86 @@
+"""The HTTP policy's additions for tools with several limits and fixed hosts: limiter groups, process-wide
+limiters per credential, base URL rebasing, status-only errors, and query strings kept out of debug logs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi import FastAPI, Request
+
+from connectors.base import (
+    AuthError,
+    LimiterGroup,
+    RateLimiter,
+    RetriableError,
+    RetryPolicy,
+    SkippableError,
+    error_for_status,
+    make_session,
+    shared_limiter,
+)
+from sandbox.common import serve
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_group_takes_a_slot_in_every_limiter_at_the_same_moment() -> None:
+    clock = FakeClock()
+    token = RateLimiter([(2, 10.0)], clock=clock.time, sleep=clock.sleep)
+    other_token = RateLimiter([(2, 10.0)], clock=clock.time, sleep=clock.sleep)
+    key = RateLimiter([(3, 10.0)], clock=clock.time, sleep=clock.sleep)  # shared by both tokens
+    first, second = LimiterGroup([token, key]), LimiterGroup([other_token, key])
+    moments = []
+    for group in (first, first, second, second, first):
+        group.acquire()
+        moments.append(clock.now)
+    # The key's third slot goes at 0; the fourth call waits for the key (not its own token), the fifth for both.
+    assert moments[:3] == [0.0, 0.0, 0.0]
+    assert moments[3] == pytest.approx(10.0, abs=0.01)
+    assert moments[4] == pytest.approx(10.0, abs=0.01)
+    # The slot of the last call was taken in its token's limiter and in the key's at one and the same moment.
+    assert token._calls[-1] == key._calls[-1] == moments[4]
+    assert second.waited > 0
+    with pytest.raises(ValueError):
+        LimiterGroup([])
+
+
+def test_a_credential_has_one_limiter_per_process() -> None:
+    assert shared_limiter("trello-key:abc", [(300, 10.0)]) is shared_limiter("trello-key:abc", [(300, 10)])
+    assert shared_limiter("trello-key:abc", [(300, 10.0)]) is not shared_limiter("trello-key:def", [(300, 10.0)])
+    assert shared_limiter("trello-key:abc", [(300, 10.0)]) is not shared_limiter("trello-key:abc", [(300, 1.0)])
+
+
+@pytest.mark.parametrize("status, kind", [(429, RetriableError), (503, RetriableError), (401, AuthError),
+                                          (404, SkippableError), (400, SkippableError)])
+def test_a_bare_status_maps_through_the_one_table(status: int, kind: type) -> None:
+    error = error_for_status(status, "trello: HTTP x", vendor="trello")
+    assert type(error) is kind and error.status == status and error.vendor == "trello"
+
+
+def test_urls_built_on_the_vendor_host_reach_the_configured_one_and_debug_logs_lose_queries(caplog) -> None:
+    app = FastAPI()
+
+    @app.get("/1/boards/{board}")
+    def board(board: str, request: Request) -> dict[str, str]:
+        return {"board": board, "key": request.query_params.get("key", "")}
+
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with serve(app) as server:
+        session = make_session(vendor="trello", policy=RetryPolicy(max_attempts=1),
+                               rebase=("https://api.trello.com", server.url))
+        answer = session.get("https://api.trello.com/1/boards/abc", params={"key": "a-secret-key"}, timeout=5)
+        assert answer.json() == {"board": "abc", "key": "a-secret-key"}
+        assert answer.url.startswith(server.url)
+        unchanged = make_session(vendor="x", rebase=(server.url, server.url))
+        assert unchanged.get(f"{server.url}/1/boards/b", timeout=5).json()["board"] == "b"
+    assert "/1/boards/abc" in caplog.text and "a-secret-key" not in caplog.text

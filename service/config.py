@@ -325,7 +325,7 @@ def load_config(path: str | Path, *, check_secrets: bool = True) -> AppConfig:
 
 # What this version can run. The config schema already describes Trello, Asana and GA4 objectives; until
 # their connectors land, a config that uses them is refused instead of being silently ignored.
-AVAILABLE_KINDS = ("jira",)
+AVAILABLE_KINDS = ("jira", "asana")
 
 
 def availability_problems(config: AppConfig) -> list[tuple[str, str]]:

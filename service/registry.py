@@ -5,7 +5,9 @@ Adding a tool means adding one ToolAdapter here; the sync engine, outbox and web
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +62,28 @@ def _build_jira(source: Any, policy: RetryPolicy) -> WorkItemSource:
     )
 
 
+# One limiter per Asana token and limit: Asana counts requests per token, whichever source sends them.
+_ASANA_LIMITERS: dict[tuple[str, int], RateLimiter] = {}
+_ASANA_LIMITERS_LOCK = threading.Lock()
+
+
+def _build_asana(source: Any, policy: RetryPolicy) -> WorkItemSource:
+    from connectors.asana import AsanaConnector, plan_limiter, plan_requests_per_minute
+
+    token = source.token.resolve()
+    per_minute = plan_requests_per_minute(source.plan, source.requests_per_minute)
+    key = (hashlib.sha256(token.encode()).hexdigest(), per_minute)
+    with _ASANA_LIMITERS_LOCK:
+        limiter = _ASANA_LIMITERS.setdefault(key, plan_limiter(per_minute))
+    return AsanaConnector(base_url=source.base_url, token=token, projects=source.projects, policy=policy,
+                          limiter=limiter)
+
+
 TOOLS: dict[str, ToolAdapter] = {
     tool.kind: tool
     for tool in (
         ToolAdapter(kind="jira", build=_build_jira, mapping_module="mappings.jira"),
+        ToolAdapter(kind="asana", build=_build_asana, mapping_module="mappings.asana"),
     )
 }
 

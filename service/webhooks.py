@@ -1,7 +1,8 @@
 """Webhook receivers for every tool: verify, persist to the inbox, acknowledge; the inbox worker processes.
 
 Routes: POST /webhooks/{kind} (when one source of that kind is configured) or /webhooks/{kind}/{source};
-Jira without a signing secret is only accepted on /webhooks/jira/{source}/{path_token}. HEAD answers 200
+Jira without a signing secret is only accepted on /webhooks/jira/{source}/{path_token}; Asana calls back on
+/webhooks/asana/{source}/{project gid}, one webhook (and one handshake secret) per project. HEAD answers 200
 (Trello checks the callback with HEAD before it creates a webhook)."""
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def _save_secret(engine: Any, source_name: str, secret: str) -> None:
             row.secret = secret
 
 
+def asana_secret_key(source_name: str, project_gid: str | None) -> str:
+    """Where an Asana webhook's handshake secret is kept: per source, and per project when the callback names one.
+
+    The key fits the table's 64 characters: a long source name with its project is hashed instead."""
+    if not project_gid:
+        return source_name
+    key = f"{source_name}/{project_gid}"
+    return key if len(key) <= 64 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:57]
+
+
 def callback_url(source: SourceConfig, request: Request) -> str:
     """The URL the tool signs with: the configured public URL when given, else the one we were called on."""
     return source.webhook_url or str(request.url)
@@ -95,10 +106,12 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
     sync = app.state.sync
     connector = sync.connector(source.name)  # built once, without calling the tool
 
-    # Asana's handshake: echo the secret and keep it to verify later deliveries.
+    # Asana's handshake: echo the secret and keep it to verify later deliveries. There is one webhook per project,
+    # each calling back on /webhooks/asana/{source}/{project gid}, so each has its own secret.
+    secret_key = asana_secret_key(source.name, path_token) if kind == "asana" else source.name
     if kind == "asana" and "x-hook-secret" in headers:
-        await run_in_threadpool(_save_secret, app.state.engine, source.name, headers["x-hook-secret"])
-        log.info("completed the Asana webhook handshake for %s", source.name, extra={"source": source.name})
+        await run_in_threadpool(_save_secret, app.state.engine, secret_key, headers["x-hook-secret"])
+        log.info("completed the Asana webhook handshake for %s", secret_key, extra={"source": source.name})
         return Response(status_code=200, headers={"X-Hook-Secret": headers["x-hook-secret"]})
 
     if kind == "jira" and source.webhook_secret is None:
@@ -107,7 +120,7 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
             raise _unauthorised(source, "wrong or missing path token")
         verified = True
     elif kind == "asana":
-        secret = await run_in_threadpool(_stored_secret, app.state.engine, source.name)
+        secret = await run_in_threadpool(_stored_secret, app.state.engine, secret_key)
         if secret is None:
             raise _unauthorised(source, "no handshake has been completed for this source")
         verified = connector.verify_webhook(headers=headers, body=body, url=callback_url(source, request),
@@ -164,5 +177,6 @@ async def webhook_for_source(kind: str, source_name: str, request: Request) -> R
 
 @router.post("/{kind}/{source_name}/{path_token}")
 async def webhook_with_path_token(kind: str, source_name: str, path_token: str, request: Request) -> Response:
-    """Receives a Jira delivery protected by a path token (Jira webhooks configured without a secret)."""
+    """Receives a Jira delivery protected by a path token (Jira webhooks configured without a secret), or an Asana
+    delivery for one project (the last segment is the project's gid)."""
     return await _receive(request, kind, source_name, path_token)

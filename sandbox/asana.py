@@ -242,9 +242,10 @@ class AsanaWorkspace:
             "resource": resource or {"gid": task.gid, "resource_type": "task", "name": task.name},
             "type": (resource or {}).get("resource_type", "task"),
             "action": action,
-            "parent": parent,
             "created_at": asana_time(self.now()),
         }
+        if parent is not None:  # the spec's EventResponse.parent is an object, not nullable: left out when none
+            event["parent"] = parent
         if change is not None:
             event["change"] = change
         with self.lock:
@@ -612,8 +613,7 @@ def create_app(workspace: AsanaWorkspace | None = None, state: SandboxState | No
         return JSONResponse({"data": {
             "gid": hook["gid"], "resource_type": "webhook", "active": True,
             "resource": {"gid": resource, "resource_type": "project", "name": space.projects[resource]["name"]},
-            "target": target, "created_at": hook["created_at"], "last_failure_at": None,
-            "last_failure_content": "", "last_success_at": None,
+            "target": target, "created_at": hook["created_at"], "last_failure_content": "",
             "filters": [{"resource_type": f.get("resource_type"), "action": f.get("action")}
                         for f in hook["filters"] if isinstance(f, dict)],
         }, "X-Hook-Secret": secret}, status_code=201)

@@ -77,8 +77,9 @@ class AsanaWorkspace:
     """The workspace's state: projects, sections, custom fields, tasks, events, webhooks. Thread-safe."""
 
     def __init__(self, *, base_url: str = "http://127.0.0.1", seed: bool = True, token: str = DEFAULT_TOKEN,
-                 requests_per_minute: int | None = None) -> None:
+                 requests_per_minute: int | None = None, window_seconds: float = 60.0) -> None:
         self.base_url = base_url
+        self.window_seconds = window_seconds  # the rate window: a minute, shorter in tests
         self.token = token
         self.lock = threading.RLock()
         self.requests_per_minute = requests_per_minute
@@ -316,11 +317,11 @@ class AsanaWorkspace:
                 return 1.0
             if self.requests_per_minute is not None:
                 now = time.monotonic()
-                while self._window and self._window[0] <= now - 60.0:
+                while self._window and self._window[0] <= now - self.window_seconds:
                     self._window.popleft()
                 if len(self._window) >= self.requests_per_minute:
                     self.violations += 1
-                    return max(1.0, self._window[0] + 60.0 - now)
+                    return max(0.0, self._window[0] + self.window_seconds - now)
                 self._window.append(now)
             self._in_flight[kind] += 1
             if kind == "write":
@@ -410,8 +411,11 @@ def create_app(workspace: AsanaWorkspace | None = None, state: SandboxState | No
         retry_after = space.admit(kind)
         if retry_after is not None:
             return _errors(429, "You've made too many requests and hit a rate limit. Please retry after the given "
-                                "amount of time.", headers={"Retry-After": str(int(retry_after + 0.999))})
+                                "amount of time.", headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
         try:
+            delay = state.flags.get(f"{kind}_delay")  # holds the slot, as a slow Asana does
+            if delay:
+                await asyncio.sleep(float(delay))
             return await call_next(request)
         finally:
             space.release(kind)

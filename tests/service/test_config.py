@@ -98,8 +98,6 @@ def test_strong_admin_token_is_accepted() -> None:
 @pytest.mark.parametrize("extra, where", [
     ({"sources": [{"name": "board", "kind": "trello", "api_key": {"env": "HOME"}, "token": {"env": "HOME"},
                    "boards": ["abc"]}]}, "sources[0].kind"),
-    ({"sources": [{"name": "proj", "kind": "asana", "token": {"env": "HOME"}, "projects": ["1"]}]},
-     "sources[0].kind"),
     ({"ga4": {"property_id": "123"}}, "ga4"),
 ])
 def test_what_this_version_cannot_run_is_refused_not_ignored(tmp_path: Path, extra: dict, where: str) -> None:

@@ -192,6 +192,7 @@ def measure_latency(samples: int, debounce: float) -> dict[str, object]:
     source = {"name": "mkt", "kind": "asana", "base_url": asana.url, "token": {"env": "BENCH_ASANA_TOKEN"},
               "projects": [EN_PROJECT], "plan": "paid", "schedule": {"interval_seconds": 3600}}
     os.environ["BENCH_ASANA_TOKEN"] = DEFAULT_TOKEN
+    os.environ["DATABASE_URL"] = database  # `webhooks register` opens the daemon's handshake window there
     (workdir / "config.yaml").write_text(json.dumps({"sources": [source]}))
     config = AppConfig.model_validate({"webhook_debounce_seconds": debounce, "sources": [source]})
     engine = make_engine(database)
@@ -268,44 +269,44 @@ def main() -> None:
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-asana-"))
-    print(f"starting the emulated Asana with {args.tasks} generated tasks ...", flush=True)  # noqa: T201
+    print(f"starting the emulated Asana with {args.tasks} generated tasks (100 a page) ...", flush=True)  # noqa: T201
     sandbox, url = start_sandbox(args.tasks)
+    report: dict[str, object] = {}
+
+    def say(line: str) -> None:
+        print(line, flush=True)  # noqa: T201 - each figure as soon as it is measured
+
     try:
         child("pull-unlimited", url, "")  # warm-up
-        limited = child("sync-limited", url, f"sqlite:///{workdir / 'limited.db'}")
+        limited = report["limited"] = child("sync-limited", url, f"sqlite:///{workdir / 'limited.db'}")
+        say(f"full sync, limiter at the paid plan ({PAID}/min): {limited['rate']:7.0f} tasks/s  "
+            f"{limited['api_calls']} API calls  {limited['429s']} x 429  peak RSS {limited['rss_mb']:.0f} MB  "
+            f"({limited['seconds']:.1f}s)")
         set_limit(url, None)  # "limiter off": neither side limits
-        pull = child("pull-unlimited", url, "")
-        unlimited = child("sync-unlimited", url, f"sqlite:///{workdir / 'unlimited.db'}")
+        pull = report["pull"] = child("pull-unlimited", url, "")
+        say(f"connector pull alone, limiter off:         {pull['rate']:7.0f} tasks/s  {pull['calls']} calls  "
+            f"peak RSS {pull['rss_mb']:.0f} MB")
+        unlimited = report["unlimited"] = child("sync-unlimited", url, f"sqlite:///{workdir / 'unlimited.db'}")
+        say(f"full sync, limiter off:                    {unlimited['rate']:7.0f} tasks/s  "
+            f"{unlimited['api_calls']} API calls  {unlimited['429s']} x 429  peak RSS {unlimited['rss_mb']:.0f} MB  "
+            f"({unlimited['seconds']:.1f}s)")
         set_limit(url, PAID)
-        writes = child("writes", url, f"sqlite:///{workdir / 'limited.db'}", str(args.writes)) \
-            if args.writes else None
+        if args.writes:
+            writes = report["writes"] = child("writes", url, f"sqlite:///{workdir / 'limited.db'}", str(args.writes))
+            steady = writes["steady_per_minute"] or 0.0
+            say(f"write-back, limiter the bound: {writes['writes']} writes in {writes['seconds']:.0f}s, "
+                f"{writes['first_window_calls']} in the first minute, then {steady:.0f}/min = "
+                f"{steady / PAID:.0%} of the {PAID}/min ceiling; {writes['429s']} x 429, "
+                f"{writes['violations']} violations, at most {writes['max_writes_in_flight']} writes in flight")
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
-    latency = measure_latency(args.latency_samples, args.debounce) if args.latency_samples else None
-    lines = [
-        f"tasks: {args.tasks}, 100 a page",
-        f"full sync, limiter at the paid plan ({PAID}/min): {limited['rate']:7.0f} tasks/s  {limited['api_calls']} "
-        f"API calls  {limited['429s']} x 429  peak RSS {limited['rss_mb']:.0f} MB  ({limited['seconds']:.1f}s)",
-        f"full sync, limiter off:                    {unlimited['rate']:7.0f} tasks/s  {unlimited['api_calls']} "
-        f"API calls  {unlimited['429s']} x 429  peak RSS {unlimited['rss_mb']:.0f} MB  ({unlimited['seconds']:.1f}s)",
-        f"connector pull alone, limiter off:         {pull['rate']:7.0f} tasks/s  {pull['calls']} calls  "
-        f"peak RSS {pull['rss_mb']:.0f} MB",
-    ]
-    if writes is not None:
-        steady = writes["steady_per_minute"]
-        lines.append(
-            f"write-back, limiter the bound: {writes['writes']} writes in {writes['seconds']:.0f}s, "
-            f"{writes['first_window_calls']} in the first minute, then {steady:.0f}/min = "
-            f"{steady / PAID:.0%} of the {PAID}/min ceiling; {writes['429s']} x 429, "
-            f"{writes['violations']} violations, at most {writes['max_writes_in_flight']} writes in flight"
-            if steady else f"write-back: {writes}")
-    if latency is not None:
-        lines.append(f"webhook -> written score: p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, "
-                     f"p99 {latency['p99_ms']} ms over {latency['samples']} samples (debounce {args.debounce}s)")
-    print("\n".join(lines))  # noqa: T201
-    print(json.dumps({"limited": limited, "unlimited": unlimited, "pull": pull, "writes": writes,  # noqa: T201
-                      "latency": latency}))
+    if args.latency_samples:
+        latency = report["latency"] = measure_latency(args.latency_samples, args.debounce)
+        say(f"webhook -> written score: p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, "
+            f"p99 {latency['p99_ms']} ms over {latency['samples']} samples (debounce {args.debounce}s), "
+            f"{latency['violations']} limit violations")
+    print(json.dumps(report))  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import UTC, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
 from service.inbox import delivery_key
-from service.tables import WebhookSecretRow
+from service.tables import WebhookSecretRow, utcnow
 
 log = logging.getLogger("backlog_sync.webhooks")
 
@@ -92,6 +93,38 @@ def asana_secret_key(source_name: str, project_gid: str | None) -> str:
     return key if len(key) <= 64 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:57]
 
 
+HANDSHAKE_WINDOW = timedelta(minutes=5)
+
+
+def _handshake_key(source_name: str) -> str:
+    return asana_secret_key("~registering", source_name)  # no source name starts with "~": never a secret's key
+
+
+def open_handshake(engine: Any, source_name: str) -> None:
+    """Lets the daemon accept Asana handshakes for a source for a few minutes (`webhooks register` calls it)."""
+    _save_secret(engine, _handshake_key(source_name), "registration in progress")
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, _handshake_key(source_name))
+        if row is not None:
+            row.created_at = utcnow()
+
+
+def close_handshake(engine: Any, source_name: str) -> None:
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, _handshake_key(source_name))
+        if row is not None:
+            db.delete(row)
+
+
+def handshake_open(engine: Any, source_name: str) -> bool:
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, _handshake_key(source_name))
+        if row is None:
+            return False
+        opened = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        return utcnow() - opened < HANDSHAKE_WINDOW
+
+
 def callback_url(source: SourceConfig, request: Request) -> str:
     """The URL the tool signs with: the configured public URL when given, else the one we were called on."""
     return source.webhook_url or str(request.url)
@@ -110,6 +143,12 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
     # each calling back on /webhooks/asana/{source}/{project gid}, so each has its own secret.
     secret_key = asana_secret_key(source.name, path_token) if kind == "asana" else source.name
     if kind == "asana" and "x-hook-secret" in headers:
+        # Only while `webhooks register` runs for this source: otherwise anyone could replace the secret.
+        if not await run_in_threadpool(handshake_open, app.state.engine, source.name):
+            log.warning("refused an Asana handshake for %s: no registration is in progress", secret_key,
+                        extra={"source": source.name, "event": "webhook_rejected"})
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "no webhook registration is in progress for this source; "
+                                                           "run `backlog-sync webhooks register`")
         await run_in_threadpool(_save_secret, app.state.engine, secret_key, headers["x-hook-secret"])
         log.info("completed the Asana webhook handshake for %s", secret_key, extra={"source": source.name})
         return Response(status_code=200, headers={"X-Hook-Secret": headers["x-hook-secret"]})

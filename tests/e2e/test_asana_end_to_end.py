@@ -31,7 +31,7 @@ from service.config import AppConfig, Settings
 from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.tables import InboxRow, ItemRow, WebhookSecretRow
-from service.webhooks import asana_secret_key
+from service.webhooks import asana_secret_key, open_handshake
 from tests.sandbox.test_asana_sandbox_spec import response_schema
 
 TASK = "1203000000000002"  # "A/B test the pricing page headline", in the English project
@@ -57,6 +57,8 @@ def wait_for(condition, timeout: float = 15.0) -> bool:
 @pytest.fixture
 def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: Engine) -> Iterator[Running]:
     monkeypatch.setenv("E2E_ASANA_TOKEN", DEFAULT_TOKEN)
+    # `webhooks register` opens the daemon's handshake window in the daemon's database.
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
     workspace = AsanaWorkspace(requests_per_minute=1500)
     asana = ThreadedServer(create_asana(workspace))
     workspace.base_url = asana.url
@@ -97,6 +99,20 @@ def test_register_completes_the_handshake_per_project(running: Running) -> None:
             row = db.get(WebhookSecretRow, asana_secret_key("mkt", project))
             assert row is not None and row.secret == hook["secret"]  # each project its own secret
     assert hooks[EN_PROJECT]["secret"] != hooks[FR_PROJECT]["secret"]
+
+
+def test_a_handshake_outside_a_registration_is_refused(running: Running) -> None:
+    answer = httpx.post(f"{running.hook_base}/{EN_PROJECT}", headers={"X-Hook-Secret": "an-attacker-s-secret"},
+                        timeout=10)
+    assert answer.status_code == 403
+    with session_scope(running.engine) as db:
+        assert db.get(WebhookSecretRow, asana_secret_key("mkt", EN_PROJECT)) is None
+    register(running)  # the window closes once registration is done
+    again = httpx.post(f"{running.hook_base}/{EN_PROJECT}", headers={"X-Hook-Secret": "an-attacker-s-secret"},
+                       timeout=10)
+    assert again.status_code == 403
+    with session_scope(running.engine) as db:
+        assert db.get(WebhookSecretRow, asana_secret_key("mkt", EN_PROJECT)).secret != "an-attacker-s-secret"
 
 
 def test_register_fails_clearly_when_the_daemon_is_not_reachable(running: Running) -> None:
@@ -178,6 +194,7 @@ def test_a_deleted_task_leaves_the_backlog(running: Running) -> None:
 
 
 def test_webhook_creation_answers_as_the_spec_says(running: Running) -> None:
+    open_handshake(running.engine, "mkt")  # what `webhooks register` does around the call
     answer = httpx.post(f"{running.workspace.base_url}/webhooks", headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
                         json={"data": {"resource": EN_PROJECT, "target": f"{running.hook_base}/{EN_PROJECT}"}},
                         timeout=10)

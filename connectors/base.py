@@ -3,7 +3,9 @@
 Every HTTP call a connector makes — through a vendor library or directly — goes through a
 `requests.Session` built by `make_session`, whose adapter applies the timeout, the client-side rate
 limiter, the retry policy and the status-to-error table below. Vendor libraries get that session (or
-have their own retries turned off), so there is exactly one retry policy in the process.
+have their own retries turned off), so there is exactly one retry policy in the process. A library that
+does not use requests (the asana SDK talks urllib3) runs each call through `call_with_policy`: the same
+limiter, observers, table (`error_for_status`) and retry loop (`run_with_retry`).
 """
 
 from __future__ import annotations

@@ -216,15 +216,32 @@ def _is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def field_gid(logical: str, *, profile: Profile, context: dict[str, Any]) -> str | None:
-    """The gid of the first configured name for a logical field among the projects' custom fields, or None."""
+_TABLE_KEY = "__asana_field_table__"
+
+
+def _names_to_gids(context: dict[str, Any]) -> dict[str, str]:
+    """The projects' folded custom field name -> gid, built once per context (not once per task)."""
     known = context.get("fields") if isinstance(context, dict) else None
     if not isinstance(known, dict):
-        return None
+        return {}
+    stamp = (id(known), len(known))
+    cached = context.get(_TABLE_KEY)
+    if isinstance(cached, tuple) and cached[0] == stamp:
+        return cached[1]
     by_name: dict[str, str] = {}
     for gid, meta in known.items():
         if isinstance(meta, dict) and isinstance(meta.get("name"), str):
             by_name.setdefault(fold(meta["name"]), str(gid))
+    try:
+        context[_TABLE_KEY] = (stamp, by_name)
+    except TypeError:  # a read-only mapping: fine, just not cached
+        pass
+    return by_name
+
+
+def field_gid(logical: str, *, profile: Profile, context: dict[str, Any]) -> str | None:
+    """The gid of the first configured name for a logical field among the projects' custom fields, or None."""
+    by_name = _names_to_gids(context)
     for name in profile.field_names(logical):
         if fold(name) in by_name:
             return by_name[fold(name)]

@@ -3,7 +3,9 @@
 Every HTTP call a connector makes — through a vendor library or directly — goes through a
 `requests.Session` built by `make_session`, whose adapter applies the timeout, the client-side rate
 limiter, the retry policy and the status-to-error table below. Vendor libraries get that session (or
-have their own retries turned off), so there is exactly one retry policy in the process.
+have their own retries turned off), so there is exactly one retry policy in the process. A library that
+does not use requests (the asana SDK talks urllib3) runs each call through `call_with_policy`: the same
+limiter, observers, table (`error_for_status`) and retry loop (`run_with_retry`).
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds; no call is ever made w
 class ConnectorError(Exception):
     """A failure talking to a tool; the subclasses say what the caller should do."""
 
-    def __init__(self, message: str, *, status: int | None = None, vendor: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, vendor: str | None = None, body: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.vendor = vendor
+        self.body = body  # the tool's answer, where a caller needs more than the message (Asana's 412 sync token)
 
 
 class FatalError(ConnectorError):
@@ -120,24 +125,37 @@ def error_for_response(response: requests.Response, vendor: str) -> ConnectorErr
     """Turns a finished HTTP response into the typed error it stands for, or None if it succeeded."""
     if action_for(response.status_code) is None:
         return None
-    snippet = (response.text or "")[:300].replace("\n", " ")
     where = f"{response.request.method} {_redact_url(response.url)}" if response.request else response.url
-    message = f"{vendor}: HTTP {response.status_code} on {where}: {snippet}"
-    return error_for_status(response.status_code, message, vendor=vendor,
-                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    return error_for_status(response.status_code, headers=response.headers, body=response.text or "",
+                            vendor=vendor, where=where)
 
 
-def error_for_status(status: int, message: str, *, vendor: str, retry_after: float | None = None) -> ConnectorError:
-    """The typed error for a failed status, through STATUS_ACTIONS (also for libraries that raise their own
-    exception carrying only the status, such as py-trello's ResourceUnavailable)."""
+MAX_ERROR_BODY = 65_536  # how much of an error answer a typed error keeps for its caller
+
+
+def error_for_status(
+    status: int, *, headers: Any, body: str | bytes | None, vendor: str, where: str
+) -> ConnectorError | None:
+    """Turns (status, headers, body) into the typed error it stands for, or None if it succeeded.
+
+    The one place STATUS_ACTIONS is applied: `error_for_response` (requests) and transports that are not
+    requests (the asana SDK's urllib3 client) both come here. `headers` is any mapping with .get().
+    """
     action = action_for(status)
+    if action is None:
+        return None
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    snippet = text[:300].replace("\n", " ")
+    message = f"{vendor}: HTTP {status} on {_redact_url(where)}: {snippet}"
+    kept = text[:MAX_ERROR_BODY]
     if action is Action.RETRY:
-        return RetriableError(message, retry_after=retry_after, status=status, vendor=vendor)
+        retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
+        return RetriableError(message, retry_after=retry_after, status=status, vendor=vendor, body=kept)
     if action is Action.AUTH:
-        return AuthError(message, status=status, vendor=vendor)
+        return AuthError(message, status=status, vendor=vendor, body=kept)
     if action is Action.FATAL:
-        return FatalError(message, status=status, vendor=vendor)
-    return SkippableError(message, status=status, vendor=vendor)
+        return FatalError(message, status=status, vendor=vendor, body=kept)
+    return SkippableError(message, status=status, vendor=vendor, body=kept)
 
 
 def _redact_url(url: str) -> str:
@@ -316,6 +334,16 @@ def observe_calls(observer: CallObserver) -> None:
         _observers.append(observer)
 
 
+def notify_call(vendor: str, status: int | None, started: float) -> None:
+    """Tells the call observers about one finished HTTP call (status None: no answer came)."""
+    elapsed = time.monotonic() - started
+    for observer in _observers:
+        try:
+            observer(vendor, status, elapsed)
+        except Exception:  # metrics must never break a sync
+            log.exception("call observer failed")
+
+
 class PolicyAdapter(HTTPAdapter):
     """An HTTPAdapter that applies timeout, rate limit, retry policy and typed errors to every call."""
 
@@ -382,12 +410,7 @@ class PolicyAdapter(HTTPAdapter):
         return response
 
     def _notify(self, status: int | None, started: float) -> None:
-        elapsed = time.monotonic() - started
-        for observer in _observers:
-            try:
-                observer(self.vendor, status, elapsed)
-            except Exception:  # metrics must never break a sync
-                log.exception("call observer failed")
+        notify_call(self.vendor, status, started)
 
 
 class _DropQueryStrings(logging.Filter):
@@ -430,6 +453,53 @@ def make_session(
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+@dataclass
+class Answer:
+    """What a non-requests transport got back from one attempt: status, headers, body (for errors), result."""
+
+    status: int
+    headers: Any = None
+    body: str | bytes | None = None
+    result: Any = None
+
+
+def call_with_policy(
+    send: Callable[[], Answer],
+    *,
+    vendor: str,
+    where: str,
+    policy: RetryPolicy,
+    limiter: RateLimiter | None = None,
+    connection_errors: tuple[type[BaseException], ...] = (),
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: RetryObserver | None = None,
+) -> Any:
+    """The PolicyAdapter's policy for a transport that is not requests (the asana SDK talks urllib3).
+
+    Each attempt waits on the rate limiter, is timed for the call observers, and has its answer turned into a
+    typed error by `error_for_status` (STATUS_ACTIONS); 429/5xx and `connection_errors` are retried by
+    `run_with_retry` under `policy`, honouring Retry-After. Returns the successful Answer's result; every
+    non-2xx status raises. The transport itself must apply the timeout and have no retries of its own.
+    """
+
+    def attempt() -> Any:
+        if limiter is not None:
+            limiter.acquire()
+        started = time.monotonic()
+        try:
+            answer = send()
+        except connection_errors as exc:
+            notify_call(vendor, None, started)
+            raise RetriableError(f"{vendor}: {type(exc).__name__} on {_redact_url(where)}", vendor=vendor) from exc
+        notify_call(vendor, answer.status, started)
+        error = error_for_status(answer.status, headers=answer.headers, body=answer.body, vendor=vendor, where=where)
+        if error is not None:
+            raise error
+        return answer.result
+
+    return run_with_retry(attempt, policy=policy, sleep=sleep, on_retry=on_retry)
 
 
 def check_response(response: requests.Response, vendor: str) -> requests.Response:

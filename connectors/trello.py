@@ -367,7 +367,10 @@ class TrelloConnector:
         except ResourceUnavailable as exc:  # a status py-trello refused that our adapter passed on (4xx)
             status = int(getattr(exc, "_status", 0) or 0)
             # py-trello's message is "<body> at <url without query>": no key or token in it.
-            raise error_for_status(status, f"trello: HTTP {status}: {str(exc)[:300]}", vendor=VENDOR) from exc
+            where = args[0] if args and isinstance(args[0], str) else getattr(function, "__name__", "call")
+            error = error_for_status(status or 500, headers=None, body=str(exc), vendor=VENDOR, where=where)
+            assert error is not None  # py-trello raises only for statuses of 400 and more
+            raise error from exc
         except ValueError as exc:  # the answer was not JSON
             raise ConnectorError(f"trello: the answer was not JSON: {exc}", vendor=VENDOR) from exc
 

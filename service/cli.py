@@ -147,11 +147,23 @@ def webhook_register(
                       f"run `backlog-sync webhooks url --source {found.name} --base-url ...` "
                       "for the URL to enter there.[/red]")
             raise typer.Exit(2)
+        # Asana's handshake reaches the daemon during the call: the daemon accepts it only while this runs.
+        engine = _engine(_settings()) if found.kind == "asana" else None
+        if engine is not None:
+            from service.webhooks import open_handshake
+
+            open_handshake(engine, found.name)
         try:
             ids = connector.register_webhook(url)
         except ConnectorError as exc:
             err.print(f"[red]{found.kind} refused the webhook for {found.name}: {exc}[/red]", highlight=False)
             raise typer.Exit(1) from None
+        finally:
+            if engine is not None:
+                from service.webhooks import close_handshake
+
+                close_handshake(engine, found.name)
+                engine.dispose()
     finally:
         connector.close()
     for webhook_id in ids:

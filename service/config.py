@@ -448,28 +448,11 @@ def load_config(path: str | Path, *, check_secrets: bool = True) -> AppConfig:
     except ValidationError as exc:
         problems = [f"{path}: {_key_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(problems) from None
-    problems = [f"{path}: {where}: {reason}" for where, reason in availability_problems(config)]
-    if problems:
-        raise ConfigError(problems)
     if check_secrets:
         problems = [f"{path}: {where}: {reason}" for where, reason in secret_problems(config)]
         if problems:
             raise ConfigError(problems)
     return config
-
-
-# What this version can run. The config schema already describes Asana; until its connector lands, a config
-# that uses it is refused instead of being silently ignored. GA4 (objectives, reach) runs.
-AVAILABLE_KINDS = ("jira", "trello")
-
-
-def availability_problems(config: AppConfig) -> list[tuple[str, str]]:
-    problems = [
-        (f"sources[{i}].kind", f"{source.kind} sources are not available in this version yet "
-                               f"(available: {', '.join(AVAILABLE_KINDS)})")
-        for i, source in enumerate(config.sources) if source.kind not in AVAILABLE_KINDS
-    ]
-    return problems
 
 
 def _secret_refs(config: AppConfig) -> list[tuple[str, SecretRef]]:

@@ -5,12 +5,13 @@ Adding a tool means adding one ToolAdapter here; the sync engine, outbox and web
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import RateLimiter, RetryPolicy, WorkItemSource
+from connectors.base import RateLimiter, RetryPolicy, WorkItemSource, shared_limiter
 from mappings.model import BacklogItem
 from mappings.profile import Profile, default_profile
 from service.config import SourceConfig, WriteBack
@@ -77,11 +78,24 @@ def _build_trello(source: Any, policy: RetryPolicy) -> WorkItemSource:
     )
 
 
+def _build_asana(source: Any, policy: RetryPolicy) -> WorkItemSource:
+    from connectors.asana import RATE_WINDOW_SECONDS, AsanaConnector, plan_requests_per_minute
+
+    token = source.token.resolve()
+    per_minute = plan_requests_per_minute(source.plan, source.requests_per_minute)
+    # Asana counts requests per token, whichever source sends them: one limiter per token in the process.
+    limiter = shared_limiter(f"asana-token:{hashlib.sha256(token.encode()).hexdigest()[:16]}",
+                             [(per_minute, RATE_WINDOW_SECONDS)])
+    return AsanaConnector(base_url=source.base_url, token=token, projects=source.projects, policy=policy,
+                          limiter=limiter)
+
+
 TOOLS: dict[str, ToolAdapter] = {
     tool.kind: tool
     for tool in (
         ToolAdapter(kind="jira", build=_build_jira, mapping_module="mappings.jira"),
         ToolAdapter(kind="trello", build=_build_trello, mapping_module="mappings.trello", payload_needs_extra=True),
+        ToolAdapter(kind="asana", build=_build_asana, mapping_module="mappings.asana"),
     )
 }
 

@@ -1,7 +1,8 @@
 """Webhook receivers for every tool: verify, persist to the inbox, acknowledge; the inbox worker processes.
 
 Routes: POST /webhooks/{kind} (when one source of that kind is configured) or /webhooks/{kind}/{source};
-Jira without a signing secret is only accepted on /webhooks/jira/{source}/{path_token}. HEAD answers 200
+Jira without a signing secret is only accepted on /webhooks/jira/{source}/{path_token}; Asana calls back on
+/webhooks/asana/{source}/{project gid}, one webhook (and one handshake secret) per project. HEAD answers 200
 (Trello checks the callback with HEAD before it creates a webhook)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import UTC, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -18,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
 from service.inbox import delivery_key
-from service.tables import WebhookSecretRow
+from service.tables import WebhookSecretRow, utcnow
 
 log = logging.getLogger("backlog_sync.webhooks")
 
@@ -81,6 +83,48 @@ def _save_secret(engine: Any, source_name: str, secret: str) -> None:
             row.secret = secret
 
 
+def asana_secret_key(source_name: str, project_gid: str | None) -> str:
+    """Where an Asana webhook's handshake secret is kept: per source, and per project when the callback names one.
+
+    The key fits the table's 64 characters: a long source name with its project is hashed instead."""
+    if not project_gid:
+        return source_name
+    key = f"{source_name}/{project_gid}"
+    return key if len(key) <= 64 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:57]
+
+
+HANDSHAKE_WINDOW = timedelta(minutes=5)
+
+
+def _handshake_key(source_name: str) -> str:
+    return asana_secret_key("~registering", source_name)  # no source name starts with "~": never a secret's key
+
+
+def open_handshake(engine: Any, source_name: str) -> None:
+    """Lets the daemon accept Asana handshakes for a source for a few minutes (`webhooks register` calls it)."""
+    _save_secret(engine, _handshake_key(source_name), "registration in progress")
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, _handshake_key(source_name))
+        if row is not None:
+            row.created_at = utcnow()
+
+
+def close_handshake(engine: Any, source_name: str) -> None:
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, _handshake_key(source_name))
+        if row is not None:
+            db.delete(row)
+
+
+def handshake_open(engine: Any, source_name: str) -> bool:
+    with session_scope(engine) as db:
+        row = db.get(WebhookSecretRow, _handshake_key(source_name))
+        if row is None:
+            return False
+        opened = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        return utcnow() - opened < HANDSHAKE_WINDOW
+
+
 def callback_url(source: SourceConfig, request: Request) -> str:
     """The URL the tool signs with: the configured public URL when given, else the one we were called on."""
     return source.webhook_url or str(request.url)
@@ -95,10 +139,18 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
     sync = app.state.sync
     connector = sync.connector(source.name)  # built once, without calling the tool
 
-    # Asana's handshake: echo the secret and keep it to verify later deliveries.
+    # Asana's handshake: echo the secret and keep it to verify later deliveries. There is one webhook per project,
+    # each calling back on /webhooks/asana/{source}/{project gid}, so each has its own secret.
+    secret_key = asana_secret_key(source.name, path_token) if kind == "asana" else source.name
     if kind == "asana" and "x-hook-secret" in headers:
-        await run_in_threadpool(_save_secret, app.state.engine, source.name, headers["x-hook-secret"])
-        log.info("completed the Asana webhook handshake for %s", source.name, extra={"source": source.name})
+        # Only while `webhooks register` runs for this source: otherwise anyone could replace the secret.
+        if not await run_in_threadpool(handshake_open, app.state.engine, source.name):
+            log.warning("refused an Asana handshake for %s: no registration is in progress", secret_key,
+                        extra={"source": source.name, "event": "webhook_rejected"})
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "no webhook registration is in progress for this source; "
+                                                           "run `backlog-sync webhooks register`")
+        await run_in_threadpool(_save_secret, app.state.engine, secret_key, headers["x-hook-secret"])
+        log.info("completed the Asana webhook handshake for %s", secret_key, extra={"source": source.name})
         return Response(status_code=200, headers={"X-Hook-Secret": headers["x-hook-secret"]})
 
     if kind == "jira" and source.webhook_secret is None:
@@ -107,7 +159,7 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
             raise _unauthorised(source, "wrong or missing path token")
         verified = True
     elif kind == "asana":
-        secret = await run_in_threadpool(_stored_secret, app.state.engine, source.name)
+        secret = await run_in_threadpool(_stored_secret, app.state.engine, secret_key)
         if secret is None:
             raise _unauthorised(source, "no handshake has been completed for this source")
         verified = connector.verify_webhook(headers=headers, body=body, url=callback_url(source, request),
@@ -164,5 +216,6 @@ async def webhook_for_source(kind: str, source_name: str, request: Request) -> R
 
 @router.post("/{kind}/{source_name}/{path_token}")
 async def webhook_with_path_token(kind: str, source_name: str, path_token: str, request: Request) -> Response:
-    """Receives a Jira delivery protected by a path token (Jira webhooks configured without a secret)."""
+    """Receives a Jira delivery protected by a path token (Jira webhooks configured without a secret), or an Asana
+    delivery for one project (the last segment is the project's gid)."""
     return await _receive(request, kind, source_name, path_token)

@@ -12,7 +12,7 @@ from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.sync import SourceUnavailable
 from service.tables import ItemRow, OutboxRow, SourceRow, SyncRun
-from tests.contract import jira_harness  # noqa: F401  (registers the Jira harness)
+from tests.contract import asana_harness, jira_harness  # noqa: F401  (register the Asana and Jira harnesses)
 from tests.contract.harness import HARNESSES, Harness, ServiceUnderTest
 
 

@@ -103,19 +103,6 @@ def test_a_trello_source_is_accepted(tmp_path: Path) -> None:
     assert source.kind == "trello" and source.boards == ["abc"] and source.page_size == 1000
 
 
-@pytest.mark.parametrize("extra, where", [
-    ({"sources": [{"name": "proj", "kind": "asana", "token": {"env": "HOME"}, "projects": ["1"]}]},
-     "sources[0].kind"),
-])
-def test_what_this_version_cannot_run_is_refused_not_ignored(tmp_path: Path, extra: dict, where: str) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(extra))
-    with pytest.raises(ConfigError) as error:
-        load_config(path)
-    assert any(f"{path}: {where}: " in problem and "not available in this version" in problem
-               for problem in error.value.problems), error.value.problems
-
-
 def test_webhooks_url_prints_the_path_token_url_the_daemon_accepts(tmp_path: Path) -> None:
     from service.webhooks import jira_path_token
 

@@ -63,7 +63,7 @@ def test_a_credential_has_one_limiter_per_process() -> None:
 @pytest.mark.parametrize("status, kind", [(429, RetriableError), (503, RetriableError), (401, AuthError),
                                           (404, SkippableError), (400, SkippableError)])
 def test_a_bare_status_maps_through_the_one_table(status: int, kind: type) -> None:
-    error = error_for_status(status, "trello: HTTP x", vendor="trello")
+    error = error_for_status(status, headers=None, body="x", vendor="trello", where="/1/cards/abc")
     assert type(error) is kind and error.status == status and error.vendor == "trello"
 
 

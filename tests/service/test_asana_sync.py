@@ -1,0 +1,119 @@
+"""Asana through the sync service, on SQLite and PostgreSQL: the config is accepted and validated, an expired
+sync token means a modified_since read (never silence), the periodic reconcile notices tasks deleted or removed
+from the projects that no event told us about, and cursors stay opaque JSON per project."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from connectors.base import FatalError
+from sandbox.asana import DEFAULT_TOKEN, AsanaWorkspace, create_app
+from sandbox.asana_data import EN_PROJECT, FR_PROJECT
+from sandbox.common import SandboxState, ThreadedServer
+from service.config import AppConfig, ConfigError, load_config
+from service.db import session_scope
+from service.outbox import OutboxWorker
+from service.sync import SyncService
+from service.tables import ItemRow, OutboxRow, SourceRow
+from tests.contract.harness import FAST_RETRIES
+
+
+@pytest.fixture
+def asana(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AsanaWorkspace, SandboxState, str]]:
+    monkeypatch.setenv("SYNC_ASANA_TOKEN", DEFAULT_TOKEN)
+    workspace = AsanaWorkspace()
+    app = create_app(workspace)
+    server = ThreadedServer(app)
+    workspace.base_url = server.url
+    server.start()
+    yield workspace, app.state.sandbox, server.url
+    server.stop()
+
+
+def source(url: str, **extra) -> dict:
+    return {"name": "mkt", "kind": "asana", "base_url": url, "token": {"env": "SYNC_ASANA_TOKEN"},
+            "projects": [EN_PROJECT, FR_PROJECT], "plan": "paid", "schedule": {"reconcile_every": 1000}, **extra}
+
+
+def stored_ids(engine) -> set[str]:
+    with session_scope(engine) as db:
+        return set(db.execute(select(ItemRow.external_id).where(ItemRow.source == "mkt")).scalars())
+
+
+def test_an_asana_config_is_accepted_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_ASANA_TOKEN", "x")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"sources": [source("https://app.asana.com/api/1.0")]}))
+    assert load_config(path).sources[0].kind == "asana"
+    path.write_text(yaml.safe_dump({"sources": [source("https://app.asana.com/api/1.0", plan="enterprise")]}))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert any("sources[0].plan" in problem for problem in error.value.problems), error.value.problems
+    path.write_text(yaml.safe_dump({"sources": [{**source("https://x"), "projects": []}]}))
+    with pytest.raises(ConfigError, match=r"sources\[0\].projects"):
+        load_config(path)
+
+
+def test_expired_tokens_then_reconcile_find_what_events_did_not(asana, engine) -> None:
+    workspace, state, url = asana
+    config = AppConfig.model_validate({"sources": [source(url)]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    try:
+        first = sync.run("mkt", mode="full", trigger="cli")
+        assert first.status == "succeeded", first.error
+        assert stored_ids(engine) == set(workspace.tasks)
+        OutboxWorker(engine=engine, sync_service=sync).drain()
+        with session_scope(engine) as db:
+            cursor = json.loads(db.get(SourceRow, "mkt").cursor)
+        assert set(cursor["projects"]) == {EN_PROJECT, FR_PROJECT}
+
+        # The tokens expire, and meanwhile a task is deleted, one leaves the projects and one is edited.
+        workspace.expire_sync_tokens()
+        workspace.delete("1203000000000005")
+        workspace.remove_from_project("1203000000000006", EN_PROJECT)
+        workspace.set_field("1203000000000007", "Reach", 123456)
+        listed = state.hits("GET", "/tasks")
+        incremental = sync.run("mkt", trigger="cli")
+        assert incremental.status == "succeeded", incremental.error
+        assert state.hits("GET", "/tasks") == listed + 2  # a modified_since read of each project
+        with session_scope(engine) as db:
+            edited = db.execute(select(ItemRow).where(ItemRow.external_id == "1203000000000007")).scalar_one()
+            assert edited.inputs["reach"] == 123456
+            assert db.execute(select(OutboxRow).where(OutboxRow.external_id == "1203000000000007",
+                                                      OutboxRow.status == "pending")).first() is not None
+        # A modified_since read cannot see a deletion: both are still stored until the reconcile.
+        assert {"1203000000000005", "1203000000000006"} <= stored_ids(engine)
+
+        reconcile = sync.run("mkt", mode="reconcile", trigger="cli")
+        assert reconcile.status == "succeeded", reconcile.error
+        assert reconcile.items_removed == 2
+        assert stored_ids(engine) == set(workspace.tasks) - {"1203000000000006"}
+    finally:
+        sync.close()
+
+
+def test_an_unknown_project_pauses_the_source_with_a_clear_reason(asana, engine) -> None:
+    _, _, url = asana
+    config = AppConfig.model_validate({"sources": [{**source(url), "projects": [EN_PROJECT, "999"]}]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    try:
+        result = sync.run("mkt", mode="full", trigger="cli")
+    finally:
+        sync.close()
+    assert result.status == "failed"
+    assert "HTTP 404 on GET" in (result.error or "") and "/projects/999" in (result.error or "")
+    with session_scope(engine) as db:
+        assert db.get(SourceRow, "mkt").state == "failing"
+
+
+def test_no_projects_is_a_fatal_error() -> None:
+    from connectors.asana import AsanaConnector
+
+    with pytest.raises(FatalError, match="no projects"):
+        AsanaConnector(base_url="http://127.0.0.1:1", token="t", projects=[" "])

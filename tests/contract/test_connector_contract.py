@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-import tests.contract.trello_harness  # noqa: F401  (registers the Trello harness)
 from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.sync import SourceUnavailable
 from service.tables import ItemRow, OutboxRow, SourceRow, SyncRun
-from tests.contract import asana_harness, jira_harness  # noqa: F401  (register the Asana and Jira harnesses)
+from tests.contract import asana_harness, jira_harness, trello_harness  # noqa: F401  (register the harnesses)
 from tests.contract.harness import HARNESSES, Harness, ServiceUnderTest
 
 

@@ -232,6 +232,15 @@ def test_an_unreadable_metric_value_is_an_error_that_names_it(ga4: Sandbox) -> N
         connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
     assert "eventCount = 'n/a' is not a number" in str(caught.value)
     assert "20261102" in str(caught.value)
+    odd["reports"][0]["rows"][1]["metricValues"][0]["value"] = "12.5"  # a fraction for a TYPE_INTEGER metric
+    ga4.state.inject(route=BATCH, status=200, body=odd)
+    with ga4.connector() as connector, pytest.raises(FatalError, match="eventCount = '12.5' is not a number"):
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    odd["reports"][0]["rows"][1]["metricValues"][0]["value"] = "12.0"
+    ga4.state.inject(route=BATCH, status=200, body=odd)
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert [row.metrics["eventCount"] for row in rows] == [41, 12]
 
 
 def test_every_call_returns_the_property_quota(ga4: Sandbox) -> None:

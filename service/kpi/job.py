@@ -473,6 +473,9 @@ class KpiJob:
         for source in self.config.sources:
             reach = source.reach_from_ga4
             if reach is None:
+                with session_scope(self.engine) as db:  # turned off: forget what was derived, and rescore
+                    if db.execute(delete(KpiReachRow).where(KpiReachRow.source == source.name)).rowcount:
+                        changed_sources.add(source.name)
                 continue
             with session_scope(self.engine) as db:
                 named = {

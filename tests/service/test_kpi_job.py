@@ -333,6 +333,12 @@ def test_reach_from_traffic_fills_a_missing_reach_and_the_users_wins(world: Worl
     assert issue is not None and issue.fields.get("customfield_10070") == pytest.approx(rows["MKT-5"].score)
     # Refreshing with the same traffic changes nothing.
     assert world.job(config).run(today=TODAY).reach_changed == 0
+    # Turned off, the derived reach is no longer used: MKT-5 has no reach, so no score.
+    plain = world.config()
+    world.job(plain).run(today=TODAY)  # forgets the derived reach and rescores the source
+    with session_scope(world.engine) as db:
+        row = db.execute(select(ItemRow).where(ItemRow.key == "MKT-5")).scalar_one()
+    assert row.score is None and any(p["reason"] == "missing input: reach" for p in row.score_problems)
 
 
 def test_item_results_are_forgotten_when_the_link_goes(world: World) -> None:

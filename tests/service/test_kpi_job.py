@@ -463,3 +463,24 @@ def test_objectives_on_different_series_and_a_ratio_expression(world: World) -> 
     assert row.milestone_actual == pytest.approx(actual)
     assert row.milestone_expected == pytest.approx(expected)
     assert row.milestone_status == status_by_hand(actual, expected)
+
+
+def test_partial_days_grow_to_their_final_value_as_the_clock_moves(world: World) -> None:
+    job = world.job(world.config())
+    job.run(today=TODAY)
+    nov30 = date(2026, 11, 30)
+    with session_scope(world.engine) as db:
+        assert db.execute(select(KpiSnapshotRow.value).where(KpiSnapshotRow.day == nov30)).scalar_one() == round(
+            leads_2026(nov30) * 0.9)  # yesterday, 90 % processed
+    world.ga4.advance(1)
+    result = job.run(today=TODAY + timedelta(days=1))
+    # From the first day not stored as final: 28 November (last read inside the lookback, read once more now
+    # that it is final) to 1 December; the 3-day lookback from 2 December is 29 November .. 1 December.
+    assert (result.calls, result.days_read) == (1, 4)
+    with session_scope(world.engine) as db:
+        values = dict(db.execute(select(KpiSnapshotRow.day, KpiSnapshotRow.value)
+                                 .where(KpiSnapshotRow.day >= date(2026, 11, 29))).all())
+        series = list(db.execute(select(KpiProgressRow.as_of).order_by(KpiProgressRow.as_of)).scalars())
+    assert values == {date(2026, 11, 29): leads_2026(date(2026, 11, 29)), nov30: leads_2026(nov30),
+                      date(2026, 12, 1): round(leads_2026(date(2026, 12, 1)) * 0.9)}
+    assert series == [nov30, date(2026, 12, 1)]  # one progress point per day of data

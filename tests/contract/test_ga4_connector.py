@@ -442,6 +442,18 @@ def test_a_service_account_key_file_authenticates(ga4: Sandbox, tmp_path: Path) 
     assert caught.value.status == 401
 
 
+def test_application_default_credentials_are_used_when_no_key_file_is_given(
+        ga4: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, email, public = service_account_key(tmp_path)
+    ga4.ga4.add_service_account(email, public)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))  # the first place ADC looks
+    with ga4.connector(anonymous=False) as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert len(rows) == 2
+    bearer = ga4.ga4.requests[-1]["headers"]["authorization"].removeprefix("Bearer ")
+    assert google_jwt.decode(bearer, certs=public)["iss"] == email
+
+
 def test_bad_configuration_is_refused_before_any_call(tmp_path: Path) -> None:
     with pytest.raises(FatalError, match="not a GA4 property id"):
         GA4Connector(property_id="UA-1234-1", anonymous=True)

@@ -704,8 +704,3 @@ def _sum_all(daily: dict[date, dict[str, float]]) -> dict[str, float]:
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
-
-def derived_reach(db: Any, source: str) -> dict[str, KpiReachRow]:
-    """The derived reach of a source's items, by external id (read by rescoring)."""
-    return {row.external_id: row for row in db.execute(
-        select(KpiReachRow).where(KpiReachRow.source == source)).scalars()}

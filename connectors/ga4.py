@@ -155,7 +155,10 @@ def _typed(value: str, integer: bool) -> float | int:
         try:
             return int(value)
         except ValueError:
-            return int(float(value))  # "12.0" has been seen for integer metrics; a fraction is not expected
+            number = float(value)  # "12.0" for an integer metric is read; "12.5" is not an integer
+            if not number.is_integer():
+                raise ValueError(value) from None
+            return int(number)
     return float(value)
 
 

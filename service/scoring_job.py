@@ -58,7 +58,7 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
         )
         # Reach derived from GA4 traffic fills in only where the user entered none: theirs always wins.
         derived = {row.external_id: row for row in db.execute(
-            select(KpiReachRow).where(KpiReachRow.source == source.name)).scalars()}
+            select(KpiReachRow).where(KpiReachRow.source == source.name)).scalars()} if source.reach_from_ga4 else {}
         current: dict[str, tuple[Any, ...]] = {}
         pairs = []
         closed = []  # done and cancelled items keep their score but take no place in the ranking

@@ -473,6 +473,9 @@ class KpiJob:
         for source in self.config.sources:
             reach = source.reach_from_ga4
             if reach is None:
+                with session_scope(self.engine) as db:  # turned off: forget what was derived, and rescore
+                    if db.execute(delete(KpiReachRow).where(KpiReachRow.source == source.name)).rowcount:
+                        changed_sources.add(source.name)
                 continue
             with session_scope(self.engine) as db:
                 named = {
@@ -701,8 +704,3 @@ def _sum_all(daily: dict[date, dict[str, float]]) -> dict[str, float]:
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
-
-def derived_reach(db: Any, source: str) -> dict[str, KpiReachRow]:
-    """The derived reach of a source's items, by external id (read by rescoring)."""
-    return {row.external_id: row for row in db.execute(
-        select(KpiReachRow).where(KpiReachRow.source == source)).scalars()}

@@ -16,7 +16,7 @@ The model (documented in the README, "KPI objectives"):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
@@ -62,7 +62,6 @@ class Progress:
     expected_total: float  # the target for the whole window
     projection: float
     baseline_total: float
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def days_between(start: date, end: date) -> list[date]:

@@ -232,6 +232,15 @@ def test_an_unreadable_metric_value_is_an_error_that_names_it(ga4: Sandbox) -> N
         connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
     assert "eventCount = 'n/a' is not a number" in str(caught.value)
     assert "20261102" in str(caught.value)
+    odd["reports"][0]["rows"][1]["metricValues"][0]["value"] = "12.5"  # a fraction for a TYPE_INTEGER metric
+    ga4.state.inject(route=BATCH, status=200, body=odd)
+    with ga4.connector() as connector, pytest.raises(FatalError, match="eventCount = '12.5' is not a number"):
+        connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    odd["reports"][0]["rows"][1]["metricValues"][0]["value"] = "12.0"
+    ga4.state.inject(route=BATCH, status=200, body=odd)
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert [row.metrics["eventCount"] for row in rows] == [41, 12]
 
 
 def test_every_call_returns_the_property_quota(ga4: Sandbox) -> None:
@@ -431,6 +440,18 @@ def test_a_service_account_key_file_authenticates(ga4: Sandbox, tmp_path: Path) 
     with ga4.connector(anonymous=False, credentials_file=other) as stranger, pytest.raises(AuthError) as caught:
         stranger.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
     assert caught.value.status == 401
+
+
+def test_application_default_credentials_are_used_when_no_key_file_is_given(
+        ga4: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, email, public = service_account_key(tmp_path)
+    ga4.ga4.add_service_account(email, public)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))  # the first place ADC looks
+    with ga4.connector(anonymous=False) as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
+    assert len(rows) == 2
+    bearer = ga4.ga4.requests[-1]["headers"]["authorization"].removeprefix("Bearer ")
+    assert google_jwt.decode(bearer, certs=public)["iss"] == email
 
 
 def test_bad_configuration_is_refused_before_any_call(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from sandbox.common import ThreadedServer
 from sandbox.ga4 import GA4Property
 from sandbox.ga4 import create_app as create_ga4
 from service.db import make_engine, session_scope, upgrade
-from service.tables import KpiCoverageRow, KpiProgressRow, KpiSnapshotRow
+from service.tables import KpiCoverageRow, KpiJobRow, KpiProgressRow, KpiSnapshotRow
 from tests.conftest import drop_postgres_database, fresh_postgres_url, require_postgres
 from tests.e2e.replicas import ROOT
 
@@ -87,10 +87,12 @@ def test_kill_during_backfill_then_resume(tmp_path: Path, database_url: str) -> 
 
         app.state.sandbox.faults.clear()
         seen = len(ga4.requests)
-        blocked = run_kpi(config, database_url)  # the dead run's lease still holds
-        assert blocked.wait(timeout=60) == 1
-        assert b"running elsewhere" in (blocked.stdout.read() if blocked.stdout else b"")
-        time.sleep(2.5)
+        with session_scope(engine) as db:  # the dead run still holds the lease until it lapses
+            lease = db.execute(select(KpiJobRow)).scalar_one()
+        assert lease.lease_owner is not None and lease.lease_expires_at is not None
+        expires = lease.lease_expires_at if lease.lease_expires_at.tzinfo else lease.lease_expires_at.replace(
+            tzinfo=UTC)
+        time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
         restarted = run_kpi(config, database_url)
         output, _ = restarted.communicate(timeout=120)
         assert restarted.returncode == 0, output.decode()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -312,7 +312,8 @@ def check_error(body: dict[str, Any], code: int, says: str) -> None:
 
 
 def test_quota_refusals_and_auth_refusals_are_google_error_envelopes() -> None:
-    prop = GA4Property()
+    moment = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # a fixed quota clock: the hour cannot roll mid-test
+    prop = GA4Property(quota_clock=lambda: moment)
     prop.set_quota_budget(tokens_per_hour=1)
     with serve(create_app(prop)) as server:
         url = server.url

@@ -333,6 +333,12 @@ def test_reach_from_traffic_fills_a_missing_reach_and_the_users_wins(world: Worl
     assert issue is not None and issue.fields.get("customfield_10070") == pytest.approx(rows["MKT-5"].score)
     # Refreshing with the same traffic changes nothing.
     assert world.job(config).run(today=TODAY).reach_changed == 0
+    # Turned off, the derived reach is no longer used: MKT-5 has no reach, so no score.
+    plain = world.config()
+    world.job(plain).run(today=TODAY)  # forgets the derived reach and rescores the source
+    with session_scope(world.engine) as db:
+        row = db.execute(select(ItemRow).where(ItemRow.key == "MKT-5")).scalar_one()
+    assert row.score is None and any(p["reason"] == "missing input: reach" for p in row.score_problems)
 
 
 def test_item_results_are_forgotten_when_the_link_goes(world: World) -> None:
@@ -457,3 +463,24 @@ def test_objectives_on_different_series_and_a_ratio_expression(world: World) -> 
     assert row.milestone_actual == pytest.approx(actual)
     assert row.milestone_expected == pytest.approx(expected)
     assert row.milestone_status == status_by_hand(actual, expected)
+
+
+def test_partial_days_grow_to_their_final_value_as_the_clock_moves(world: World) -> None:
+    job = world.job(world.config())
+    job.run(today=TODAY)
+    nov30 = date(2026, 11, 30)
+    with session_scope(world.engine) as db:
+        assert db.execute(select(KpiSnapshotRow.value).where(KpiSnapshotRow.day == nov30)).scalar_one() == round(
+            leads_2026(nov30) * 0.9)  # yesterday, 90 % processed
+    world.ga4.advance(1)
+    result = job.run(today=TODAY + timedelta(days=1))
+    # From the first day not stored as final: 28 November (last read inside the lookback, read once more now
+    # that it is final) to 1 December; the 3-day lookback from 2 December is 29 November .. 1 December.
+    assert (result.calls, result.days_read) == (1, 4)
+    with session_scope(world.engine) as db:
+        values = dict(db.execute(select(KpiSnapshotRow.day, KpiSnapshotRow.value)
+                                 .where(KpiSnapshotRow.day >= date(2026, 11, 29))).all())
+        series = list(db.execute(select(KpiProgressRow.as_of).order_by(KpiProgressRow.as_of)).scalars())
+    assert values == {date(2026, 11, 29): leads_2026(date(2026, 11, 29)), nov30: leads_2026(nov30),
+                      date(2026, 12, 1): round(leads_2026(date(2026, 12, 1)) * 0.9)}
+    assert series == [nov30, date(2026, 12, 1)]  # one progress point per day of data

@@ -294,7 +294,11 @@ def debug_logs() -> Iterator[Capture]:
 
 
 def test_secrets_never_reach_a_log_line_or_a_response(engine: Engine, jira: Jira) -> None:
-    app = make_app(engine, jira.url, webhook_debounce_seconds=0)
+    # An objective (its KPI job not scheduled) so that the objective routes answer too.
+    objective = {"key": "email-leads", "name": "Email leads", "owner": "ops", "metric": "eventCount",
+                 "baseline": "previous_year", "target": "+40%", "start": "2026-01-01", "end": "2026-12-31"}
+    app = make_app(engine, jira.url, webhook_debounce_seconds=0, objectives=[objective],
+                   ga4={"property_id": "123456789", "anonymous": True, "schedule": {"enabled": False}})
     daemon = ThreadedServer(app)  # built before the capture: uvicorn configures its loggers when built
     basic = base64.b64encode(f"{DEFAULT_EMAIL}:{JIRA_TOKEN}".encode()).decode()
     secrets = {"admin token": ADMIN_TOKEN, "Jira API token": JIRA_TOKEN, "webhook secret": WEBHOOK_SECRET,
@@ -334,6 +338,7 @@ def test_secrets_never_reach_a_log_line_or_a_response(engine: Engine, jira: Jira
                     if method != "GET":
                         continue
                     path = path.replace("/dummy-value/dummy-value", f"/{SOURCE}/{item['external_id']}")
+                    path = path.replace("/objectives/dummy-value", "/objectives/email-leads")
                     response = http.get(path, headers=AUTH)
                     assert response.status_code == 200, path
                     bodies.append(response.text)

@@ -37,6 +37,7 @@ from trello import ResourceUnavailable, TrelloClient
 from connectors.base import (
     DEFAULT_TIMEOUT,
     ConnectorError,
+    FatalError,
     LimiterGroup,
     Page,
     Paginator,
@@ -142,7 +143,13 @@ class TrelloConnector:
         """Reads each board's id, lists, labels, members and custom fields (creating our number fields when asked)."""
         boards: dict[str, dict[str, Any]] = {}
         for ref in self.board_refs:
-            board = self._call(self._client.get_board, ref)
+            try:
+                board = self._call(self._client.get_board, ref)
+            except SkippableError as exc:
+                # A board id that is wrong, deleted or not shared with the token: the operator must fix the config.
+                raise FatalError(f"trello: board {ref!r} (sources[].boards) cannot be read with this token: "
+                                 f"HTTP {exc.status}; check the id or short link and that the board is shared "
+                                 "with the token's member", status=exc.status, vendor=VENDOR) from exc
             custom_fields = self._custom_fields(board)
             if self.create_fields:
                 custom_fields = self._create_missing_fields(board, custom_fields)
@@ -198,11 +205,13 @@ class TrelloConnector:
 
     def pull(self, cursor: str | None, *, full: bool = False) -> Iterator[Page]:
         """Yields pages of cards changed since the cursor (every open card when full or no cursor)."""
-        state = {} if full else parse_cursor(cursor)
+        configured = self.board_ids()
+        # Boards no longer configured drop out of the cursor; a board added later is read in full.
+        state = {} if full else {b: v for b, v in parse_cursor(cursor).items() if b in configured}
         read_here: set[str] = set()
         listed: set[str] | None = set() if full else None
         self._listed = None
-        for board_id in self.board_ids():
+        for board_id in configured:
             since = state.get(board_id)
             if since is None:
                 newest = self._newest_action(board_id)  # before the scan: what changes during it is read again

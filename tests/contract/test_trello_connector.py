@@ -161,6 +161,14 @@ def test_key_and_token_never_reach_messages_or_logs(trello, caplog) -> None:
         assert DEFAULT_KEY not in text and DEFAULT_TOKEN not in text and "a-wrong-token" not in text
 
 
+def test_a_board_the_token_cannot_read_pauses_the_source_naming_it(trello, engine) -> None:
+    _, server = trello
+    sync = service(engine, server, ["NoSuchBd"])
+    result = sync.run("mkt", mode="full")
+    assert result.status == "failed" and "'NoSuchBd'" in (result.error or "") and "paused" in (result.error or "")
+    sync.close()
+
+
 def test_missing_owned_fields_are_created_only_on_request(trello, engine, monkeypatch) -> None:
     site, server = trello
     compress_time(monkeypatch, site)

@@ -252,7 +252,11 @@ class TrelloConnector:
 
     def _card_pages(self, board_id: str, *, fields: str = CARD_FIELDS,
                     custom: bool = True) -> Iterator[list[dict[str, Any]]]:
-        """Pages a board's open cards by `before` (card ids grow with creation time); never stops at 1,000."""
+        """Pages a board's open cards by `before` (card ids grow with creation time); never stops at 1,000.
+
+        With `before`, Trello answers the newest `limit` cards older than it (the captured
+        board_cards_before_paging_page2.json: before the newest of six cards, limit 1, came the second newest),
+        so the next page starts before the oldest card of this one, whatever order the page is in."""
         paginator = Paginator(VENDOR)
         while not paginator.finished:
             query: dict[str, Any] = {"limit": self.page_size, "fields": fields}

@@ -9,6 +9,7 @@ for). Key and token travel as query parameters (py-trello's key/token mode: the 
 error messages and logs carry URLs without their query string, so neither ever appears there.
 
 Where py-trello lacks what we need, the call goes through `TrelloClient.fetch_json` on that same transport:
+- several cards in one call, GET /1/batch (ten routes a call: a burst of webhooks costs a tenth of the budget);
 - a board's cards paged with `limit`/`before` and `customFieldItems=true` (`Board.get_cards` reads one page
   of at most 1,000 and builds Card objects, which a 10,000-card board does not need);
 - board actions paged with `since`/`before` (`Board.fetch_actions` takes no `before` for the next page);
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -37,6 +39,7 @@ from trello import ResourceUnavailable, TrelloClient
 from connectors.base import (
     DEFAULT_TIMEOUT,
     ConnectorError,
+    FatalError,
     LimiterGroup,
     Page,
     Paginator,
@@ -64,6 +67,8 @@ CARD_FIELDS = "id,name,desc,idBoard,idList,idLabels,idMembers,labels,due,dateLas
 ACTION_FILTER = ",".join(sorted(CARD_ACTIONS))
 NO_ACTION = "0" * 24
 LISTED_FRESH_SECONDS = 60.0
+BATCH = 10  # GET /1/batch takes at most 10 routes
+_CARD_REF = re.compile(r"[0-9a-fA-F]{24}|[A-Za-z0-9]{8}")  # an id or a short link; nothing else reaches a URL
 
 
 def _fingerprint(secret: str) -> str:
@@ -142,7 +147,13 @@ class TrelloConnector:
         """Reads each board's id, lists, labels, members and custom fields (creating our number fields when asked)."""
         boards: dict[str, dict[str, Any]] = {}
         for ref in self.board_refs:
-            board = self._call(self._client.get_board, ref)
+            try:
+                board = self._call(self._client.get_board, ref)
+            except SkippableError as exc:
+                # A board id that is wrong, deleted or not shared with the token: the operator must fix the config.
+                raise FatalError(f"trello: board {ref!r} (sources[].boards) cannot be read with this token: "
+                                 f"HTTP {exc.status}; check the id or short link and that the board is shared "
+                                 "with the token's member", status=exc.status, vendor=VENDOR) from exc
             custom_fields = self._custom_fields(board)
             if self.create_fields:
                 custom_fields = self._create_missing_fields(board, custom_fields)
@@ -198,11 +209,13 @@ class TrelloConnector:
 
     def pull(self, cursor: str | None, *, full: bool = False) -> Iterator[Page]:
         """Yields pages of cards changed since the cursor (every open card when full or no cursor)."""
-        state = {} if full else parse_cursor(cursor)
+        configured = self.board_ids()
+        # Boards no longer configured drop out of the cursor; a board added later is read in full.
+        state = {} if full else {b: v for b, v in parse_cursor(cursor).items() if b in configured}
         read_here: set[str] = set()
         listed: set[str] | None = set() if full else None
         self._listed = None
-        for board_id in self.board_ids():
+        for board_id in configured:
             since = state.get(board_id)
             if since is None:
                 newest = self._newest_action(board_id)  # before the scan: what changes during it is read again
@@ -239,7 +252,11 @@ class TrelloConnector:
 
     def _card_pages(self, board_id: str, *, fields: str = CARD_FIELDS,
                     custom: bool = True) -> Iterator[list[dict[str, Any]]]:
-        """Pages a board's open cards by `before` (card ids grow with creation time); never stops at 1,000."""
+        """Pages a board's open cards by `before` (card ids grow with creation time); never stops at 1,000.
+
+        With `before`, Trello answers the newest `limit` cards older than it (the captured
+        board_cards_before_paging_page2.json: before the newest of six cards, limit 1, came the second newest),
+        so the next page starts before the oldest card of this one, whatever order the page is in."""
         paginator = Paginator(VENDOR)
         while not paginator.finished:
             query: dict[str, Any] = {"limit": self.page_size, "fields": fields}
@@ -301,19 +318,44 @@ class TrelloConnector:
                     yield card["id"]
 
     def fetch(self, external_ids: list[str]) -> list[dict[str, Any]]:
-        """Reads cards by id; deleted, archived and moved-out cards are left out."""
+        """Reads cards by id, ten a call through GET /1/batch; deleted, archived and moved-out cards are left out.
+
+        One card is read with GET /1/cards/{id}. Inside a batch URL a comma separates the routes, so the batched
+        reads ask for every card field (no `fields` list) with customFieldItems."""
         boards = set(self.board_ids())
+        ids = [i for i in dict.fromkeys(str(x) for x in external_ids) if _CARD_REF.fullmatch(i)]
         found = []
-        for card_id in dict.fromkeys(str(i) for i in external_ids):
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start:start + BATCH]
+            for card in self._read_cards(chunk):
+                if not card.get("closed") and card.get("idBoard") in boards:
+                    found.append(card)
+        return found
+
+    def _read_cards(self, ids: list[str]) -> list[dict[str, Any]]:
+        if len(ids) == 1:
             try:
-                card = self._json(f"/cards/{card_id}", query={"fields": CARD_FIELDS, "customFieldItems": "true"})
+                card = self._json(f"/cards/{ids[0]}", query={"fields": CARD_FIELDS, "customFieldItems": "true"})
             except SkippableError as exc:
                 if exc.status in (400, 404):
-                    continue  # deleted (or never a card): it leaves the backlog
+                    return []  # deleted (or never a card): it leaves the backlog
                 raise
-            if isinstance(card, dict) and not card.get("closed") and card.get("idBoard") in boards:
-                found.append(card)
-        return found
+            return [card] if isinstance(card, dict) else []
+        answers = self._json("/batch", query={"urls": ",".join(f"/cards/{i}?customFieldItems=true" for i in ids)})
+        if not isinstance(answers, list) or len(answers) != len(ids):
+            raise ConnectorError(f"trello: /batch answered {type(answers).__name__} for {len(ids)} cards",
+                                 vendor=VENDOR)
+        cards = []
+        for card_id, answer in zip(ids, answers, strict=True):
+            # Each route's answer is keyed by its status: {"200": card} or {"404": "..."}.
+            status, body = next(iter(answer.items())) if isinstance(answer, dict) and answer else ("?", None)
+            if status == "200" and isinstance(body, dict):
+                cards.append(body)
+            elif status not in ("400", "404"):
+                code = int(status) if str(status).isdigit() else 502
+                raise error_for_status(code, f"trello: HTTP {status} for card {card_id} in a batch: "
+                                             f"{str(body)[:200]}", vendor=VENDOR)
+        return cards
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """An emulated Trello over real HTTP: the REST endpoints backlog-sync uses, shaped as Trello answers (validated
 against ../shared/specs/trello.json with the documented relaxations in tests/sandbox/test_trello_sandbox_spec.py).
 
-Endpoints (under /1): boards (get, lists, labels, members, customFields, cards paged by limit/before, actions
-paged by since/before), cards (get, update, delete, one custom field item, several custom field items, comments),
-custom field creation, webhooks (created after a HEAD check of the callback, as Trello does). Authentication is
-the key and token query parameters. Rate limits are Trello's: 100 requests per 10 s per token, 300 per 10 s per
-API key; over them the answer is 429 with Trello's body (no Retry-After), and every violation is counted.
-Every card change is recorded as a board action and posted, signed, to the webhooks watching the board.
+Endpoints (under /1): batch (up to 10 GET routes), boards (get, lists, labels, members, customFields, cards
+paged by limit/before, actions paged by since/before), cards (get, update, delete, one custom field item,
+several custom field items, comments), custom field creation, webhooks (created after a HEAD check of the
+callback, as Trello does). Authentication is the key and token query parameters. Rate limits are Trello's:
+100 requests per 10 s per token, 300 per 10 s per API key; over them the answer is 429 with Trello's body (no
+Retry-After), and every violation is counted. Every card change is recorded as a board action and posted,
+signed, to the webhooks watching the board.
 
 Run it alone with `python -m sandbox.trello --port 8082` (or `backlog-sync sandbox --tool trello`).
 """
@@ -22,6 +23,7 @@ import json
 import queue
 import threading
 import time
+import urllib.parse
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +41,7 @@ DEFAULT_KEY = "sandbox-trello-api-key-0123456789ab"
 DEFAULT_TOKEN = "sandbox-trello-token-0123456789abcdef0123456789abcdef"
 DEFAULT_SECRET = "sandbox-trello-application-secret"
 MAX_LIMIT = 1000
+BATCH_HEADER = "x-sandbox-batch-route"  # marks the routes of a batch, dispatched inside the sandbox
 
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
@@ -496,7 +499,7 @@ def create_app(site: TrelloSite | None = None, state: SandboxState | None = None
             return _text("invalid key", 401)
         if not hmac.compare_digest(token, site.token):
             return _text("invalid token", 401)
-        refused = site.admit()
+        refused = None if request.headers.get(BATCH_HEADER) else site.admit()  # a batch's routes ride on it
         if refused is not None:
             state.count_status(429)
             # Trello sends no Retry-After: the client's back-off decides.
@@ -730,6 +733,29 @@ def create_app(site: TrelloSite | None = None, state: SandboxState | None = None
         board = site.board(model)
         hook = site.register_webhook(callback, board.id if board else model, str(body.get("description") or ""))
         return _json(hook)
+
+    @app.get("/1/batch")
+    async def batch(request: Request) -> Response:
+        """Up to 10 GET routes in one request, answered in order as {"<status>": body}. Trello's reference: batching
+        reduces "the volume of calls you are making to the API": the batch counts as one request."""
+        routes = [route for route in request.query_params.get("urls", "").split(",") if route]
+        if not routes or len(routes) > 10:
+            return _text("invalid value for urls: 1 to 10 routes", 400)
+        answers: list[dict[str, Any]] = []
+        auth = {"key": request.query_params.get("key", ""), "token": request.query_params.get("token", "")}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://trello.sandbox") as client:
+            for route in routes:
+                path, _, query = route.partition("?")
+                if not path.startswith("/") or path.startswith(("/1/", "/batch")):
+                    answers.append({"400": "invalid route"})
+                    continue
+                params = {**dict(urllib.parse.parse_qsl(query)), **auth}
+                inner = await client.get("/1" + path, params=params, headers={BATCH_HEADER: "1"})
+                kind = inner.headers.get("content-type", "")
+                answers.append({str(inner.status_code): inner.json() if kind.startswith("application/json")
+                                else inner.text})
+        return _json(answers)
 
     # -- sandbox controls ----------------------------------------------------------------------------
 

@@ -114,12 +114,30 @@ def test_incremental_sync_notices_moved_archived_and_deleted_cards(trello, engin
     assert archived.id not in rows and deleted.id not in rows and away.id not in rows
     assert rows[to_fr.id].container == fr.id and rows[to_fr.id].raw_status == "Idées"
     assert result.items_seen == 2  # the moved-list card and the card that came to the French board
+    # The five changed cards of the English board were read in one batch call, not five.
+    assert server.counters.hits("GET", "/1/batch") == 1
 
     # A card archived without our seeing its action (say, the cursor was reset) goes at the reconcile.
     site.cards[cards[6].id].closed = True
     assert sync.run("mkt", mode="reconcile").items_removed >= 1
     assert cards[6].id not in stored(engine)
     sync.close()
+
+
+def test_cards_are_read_ten_a_call_and_missing_ones_left_out(trello, monkeypatch) -> None:
+    site, server = trello
+    compress_time(monkeypatch, site)
+    board = site.board_named("Marketing backlog")
+    ids = sorted(board.cards)
+    site.delete(ids[0])
+    site.archive(ids[1])
+    client = connector(server, [board.id])
+    client.describe()
+    before = server.counters.hits("GET", "/1/batch")
+    found = client.fetch([*ids, "not-a-card-id!", "0" * 24])
+    assert sorted(card["id"] for card in found) == ids[2:]
+    assert all("customFieldItems" in card for card in found)
+    assert server.counters.hits("GET", "/1/batch") - before == 2  # 13 well-formed ids: 10 + 3
 
 
 def test_limits_hold_at_trello_s_real_10_second_windows(trello) -> None:
@@ -159,6 +177,14 @@ def test_key_and_token_never_reach_messages_or_logs(trello, caplog) -> None:
         wrong.describe()
     for text in (str(missing.value), str(refused.value), caplog.text):
         assert DEFAULT_KEY not in text and DEFAULT_TOKEN not in text and "a-wrong-token" not in text
+
+
+def test_a_board_the_token_cannot_read_pauses_the_source_naming_it(trello, engine) -> None:
+    _, server = trello
+    sync = service(engine, server, ["NoSuchBd"])
+    result = sync.run("mkt", mode="full")
+    assert result.status == "failed" and "'NoSuchBd'" in (result.error or "") and "paused" in (result.error or "")
+    sync.close()
 
 
 def test_missing_owned_fields_are_created_only_on_request(trello, engine, monkeypatch) -> None:

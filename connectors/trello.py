@@ -353,8 +353,10 @@ class TrelloConnector:
                 cards.append(body)
             elif status not in ("400", "404"):
                 code = int(status) if str(status).isdigit() else 502
-                raise error_for_status(code, f"trello: HTTP {status} for card {card_id} in a batch: "
-                                             f"{str(body)[:200]}", vendor=VENDOR)
+                error = error_for_status(code, headers=None, body=str(body)[:200], vendor=VENDOR,
+                                         where=f"/batch (card {card_id})")
+                assert error is not None  # a status that is not 200 is at least 400 here
+                raise error
         return cards
 
     # -- writing -----------------------------------------------------------------------------------

@@ -176,7 +176,8 @@ _WORDS = ("newsletter landing page audience funnel conversion retention campaign
 
 
 def generated_card(number: int, *, rng_seed: int = 11) -> SeedCard:
-    """A synthetic card for benchmarks (about 2.6 KB as served, with its custom field items), deterministic in its number."""
+    """A synthetic card for benchmarks (about 2.6 KB as served, with its custom field items), deterministic in its
+    number."""
     rng = random.Random(rng_seed * 1_000_003 + number)
     words = [rng.choice(_WORDS) for _ in range(6)]
     desc = _en(rng.choice(["SEO lead", "email marketer", "content marketer"]), " ".join(words[:4]),

@@ -352,10 +352,11 @@ class TrelloConnector:
             if status == "200" and isinstance(body, dict):
                 cards.append(body)
             elif status not in ("400", "404"):
-                code = int(status) if str(status).isdigit() else 502
+                # A 200 without a card, or an unreadable status, is a bad answer from Trello's side.
+                code = int(status) if str(status).isdigit() and int(status) >= 400 else 502
                 error = error_for_status(code, headers=None, body=str(body)[:200], vendor=VENDOR,
                                          where=f"/batch (card {card_id})")
-                assert error is not None  # a status that is not 200 is at least 400 here
+                assert error is not None  # code is at least 400
                 raise error
         return cards
 

@@ -192,13 +192,17 @@ def run_with_retry(
     sleep: Callable[[float], None] = time.sleep,
     on_retry: RetryObserver | None = None,
 ) -> Any:
-    """Runs `call`, retrying RetriableError under `policy`; any other error passes straight through."""
+    """Runs `call`, retrying RetriableError under `policy`; any other error passes straight through.
+
+    A Retry-After longer than the policy's max_delay is not waited out here (that would hold a worker and still
+    call too early): the error goes to the caller at once, whose next scheduled run comes later (GA4 pauses its
+    quota until then)."""
     attempt = 1
     while True:
         try:
             return call()
         except RetriableError as exc:
-            if attempt >= policy.max_attempts:
+            if attempt >= policy.max_attempts or (exc.retry_after is not None and exc.retry_after > policy.max_delay):
                 raise
             wait = policy.delay(attempt, exc.retry_after)
             if on_retry is not None:

@@ -78,6 +78,20 @@ def test_retry_loop_honours_retry_after_then_gives_up() -> None:
     assert clock.slept == [1, 2, 4]  # exponential, three waits for four attempts
 
 
+def test_retry_loop_hands_a_retry_after_beyond_max_delay_to_the_caller_at_once() -> None:
+    clock = FakeClock()
+    calls = []
+
+    def quota_spent() -> None:
+        calls.append(1)
+        raise RetriableError("quota", retry_after=3600)
+
+    with pytest.raises(RetriableError) as caught:
+        run_with_retry(quota_spent, policy=RetryPolicy(max_attempts=5, max_delay=60), sleep=clock.sleep)
+    assert caught.value.retry_after == 3600
+    assert calls == [1] and clock.slept == []  # no attempt wasted waiting a minute at a time
+
+
 def test_retry_loop_does_not_retry_fatal_errors() -> None:
     calls = []
 

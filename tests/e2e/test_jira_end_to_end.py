@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sandbox.common import ThreadedServer, free_port
 from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN, JiraSite
@@ -19,30 +19,45 @@ from service.config import AppConfig, Settings
 from service.db import make_engine, session_scope
 from service.demo import run_demo
 from service.outbox import OutboxWorker
-from service.tables import ItemRow
+from service.tables import ItemRow, OutboxRow
 
 SCORE = "customfield_10070"
 RANK = "customfield_10071"
 
 
-def test_demo_syncs_scores_and_writes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DEMO_JIRA_TOKEN", "DEMO_JIRA_WEBHOOK_SECRET", "DATABASE_URL", "ADMIN_TOKEN", "LOG_FORMAT"):
+def test_demo_syncs_every_tool_scores_writes_back_and_computes_the_objectives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DEMO_JIRA_TOKEN", "DEMO_JIRA_WEBHOOK_SECRET", "DEMO_TRELLO_KEY", "DEMO_TRELLO_TOKEN",
+                 "DEMO_TRELLO_SECRET", "DEMO_ASANA_TOKEN", "DATABASE_URL", "ADMIN_TOKEN", "LOG_FORMAT"):
         monkeypatch.setenv(name, "restored-after-the-test")
     console = Console(record=True, width=200)
     code = run_demo(port=free_port(), workdir=tmp_path / ".demo", keep_running=False, console=console)
     output = console.export_text()
     assert code == 0, output
-    assert "full sync: 42 issues" in output
+    assert "full sync of marketing-jira: 42 items" in output
+    assert "full sync of marketing-trello: 22 items" in output and "full sync of marketing-asana: 24 items" in output
     assert "Ranked marketing backlog" in output and "MKT-13" in output
+    assert "KPI objectives" in output and "email-leads" in output and "organic-sessions" in output
 
     engine = make_engine(f"sqlite:///{tmp_path / '.demo' / 'backlog-sync.db'}")
     with session_scope(engine) as db:
-        rows = {row.key: row for row in db.execute(select(ItemRow)).scalars()}
+        everything = list(db.execute(select(ItemRow)).scalars())
+        pending = db.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.status != "sent"))
+        comments = db.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.field == "comment",
+                                                                             OutboxRow.status == "sent"))
     engine.dispose()
-    assert len(rows) == 42
-    open_ranks = sorted(r.rank for r in rows.values() if r.rank is not None)
-    assert open_ranks == list(range(1, len(open_ranks) + 1))
-    assert all(r.rank is None for r in rows.values() if r.status in ("done", "cancelled"))
+    by_source: dict[str, list[ItemRow]] = {}
+    for row in everything:
+        by_source.setdefault(row.source, []).append(row)
+    assert {name: len(rows) for name, rows in by_source.items()} == {
+        "marketing-jira": 42, "marketing-trello": 22, "marketing-asana": 24}
+    for rows in by_source.values():  # dense ranks per source, done and cancelled items unranked
+        open_ranks = sorted(r.rank for r in rows if r.rank is not None)
+        assert open_ranks == list(range(1, len(open_ranks) + 1))
+        assert all(r.rank is None for r in rows if r.status in ("done", "cancelled"))
+    assert pending == 0  # every planned score, rank and KPI write was sent
+    assert comments and comments > 0  # linked items got their KPI result
+    rows = {row.key: row for row in by_source["marketing-jira"]}
     # The seed's own French story is parsed, and an unreadable input is reported rather than guessed.
     assert rows["MKT-1"].story["role"] == "responsable SEO" and rows["MKT-1"].story["language"] == "fr"
     assert rows["MKT-1"].item_type == "technical" and rows["MKT-3"].item_type == "experiment"

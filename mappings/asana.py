@@ -160,11 +160,26 @@ def _map_remote_values(item: BacklogItem, fields: _CustomFields, context: dict[s
             item.remote_values[logical] = number
 
 
+_NAMES_CACHE: dict[int, tuple[Profile, dict[str, tuple[str, ...]]]] = {}
+
+
+def _folded_names(profile: Profile) -> dict[str, tuple[str, ...]]:
+    """The profile's folded custom field names per logical field, built once per profile (not once per task)."""
+    cached = _NAMES_CACHE.get(id(profile))
+    if cached is not None and cached[0] is profile:
+        return cached[1]
+    table = {logical: tuple(fold(name) for name in names) for logical, names in profile.fields.items()}
+    if len(_NAMES_CACHE) > 64:  # profiles are few (one per source and run); never let this grow
+        _NAMES_CACHE.clear()
+    _NAMES_CACHE[id(profile)] = (profile, table)
+    return table
+
+
 class _CustomFields:
     """A task's custom fields by folded name, read through the profile's names for each logical field."""
 
     def __init__(self, raw: Any, profile: Profile, item: BacklogItem) -> None:
-        self._profile = profile
+        self._names = _folded_names(profile)
         self._by_name: dict[str, dict[str, Any]] = {}
         if raw is None:
             return
@@ -176,14 +191,14 @@ class _CustomFields:
                 self._by_name.setdefault(fold(entry["name"]), entry)
 
     def _entry(self, logical: str) -> dict[str, Any] | None:
-        for name in self._profile.field_names(logical):
-            entry = self._by_name.get(fold(name))
+        for name in self._names.get(logical, ()):
+            entry = self._by_name.get(name)
             if entry is not None and not _is_empty(_raw_value(entry)):
                 return entry
         return None
 
     def has(self, logical: str) -> bool:
-        return any(fold(name) in self._by_name for name in self._profile.field_names(logical))
+        return any(name in self._by_name for name in self._names.get(logical, ()))
 
     def value(self, logical: str) -> Any:
         """The first non-empty value among the fields configured for a logical field (number, option, text)."""

@@ -280,6 +280,8 @@ class AsanaWorkspace:
         return body
 
     def render_task(self, task: Task, wanted: set[str] | None) -> dict[str, Any]:
+        if wanted is not None and wanted <= {"gid", "resource_type"}:  # an id listing: the compact record
+            return {"gid": task.gid, "resource_type": "task"}
         memberships = []
         for project, section in task.projects.items():
             memberships.append({

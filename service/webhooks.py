@@ -141,6 +141,9 @@ async def _receive(request: Request, kind: str, source_name: str | None, path_to
 
     # Asana's handshake: echo the secret and keep it to verify later deliveries. There is one webhook per project,
     # each calling back on /webhooks/asana/{source}/{project gid}, so each has its own secret.
+    if kind == "asana" and path_token and path_token not in getattr(source, "projects", []):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {path_token[:40]!r} is not configured for "
+                                                       f"{source.name}")
     secret_key = asana_secret_key(source.name, path_token) if kind == "asana" else source.name
     if kind == "asana" and "x-hook-secret" in headers:
         # Only while `webhooks register` runs for this source: otherwise anyone could replace the secret.

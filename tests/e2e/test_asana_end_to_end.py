@@ -201,3 +201,11 @@ def test_webhook_creation_answers_as_the_spec_says(running: Running) -> None:
     assert answer.status_code == 201, answer.text
     errors = list(OAS30Validator(response_schema("/webhooks", "post", 201)).iter_errors(answer.json()))
     assert not errors, [e.message[:200] for e in errors[:3]]
+
+
+def test_a_callback_for_a_project_not_configured_is_not_found(running: Running) -> None:
+    open_handshake(running.engine, "mkt")
+    answer = httpx.post(f"{running.hook_base}/1209999999999999", headers={"X-Hook-Secret": "x"}, timeout=10)
+    assert answer.status_code == 404
+    with session_scope(running.engine) as db:
+        assert db.get(WebhookSecretRow, asana_secret_key("mkt", "1209999999999999")) is None

@@ -117,3 +117,21 @@ def test_no_projects_is_a_fatal_error() -> None:
 
     with pytest.raises(FatalError, match="no projects"):
         AsanaConnector(base_url="http://127.0.0.1:1", token="t", projects=[" "])
+
+
+def test_a_comment_goes_through_the_outbox_as_a_story(asana, engine) -> None:
+    workspace, state, url = asana
+    config = AppConfig.model_validate({"sources": [source(url)]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    try:
+        assert sync.run("mkt", mode="full", trigger="cli").status == "succeeded"
+        OutboxWorker(engine=engine, sync_service=sync).drain()
+        with session_scope(engine) as db:
+            db.add(OutboxRow(source="mkt", external_id="1203000000000001", field="comment",
+                             value="KPI newsletter-revenue: 82% of the Q1 target"))
+        drained = OutboxWorker(engine=engine, sync_service=sync).drain()
+    finally:
+        sync.close()
+    assert drained.sent == 1 and drained.failed == 0, drained.errors
+    assert state.hits("POST", "/tasks/{task_gid}/stories") == 1
+    assert workspace.tasks["1203000000000001"].stories[-1]["text"] == "KPI newsletter-revenue: 82% of the Q1 target"

@@ -87,10 +87,6 @@ def plan_requests_per_minute(plan: str, override: int | None = None) -> int:
     return PLAN_REQUESTS_PER_MINUTE[plan]
 
 
-def plan_limiter(requests_per_minute: int) -> RateLimiter:
-    return RateLimiter([(requests_per_minute, RATE_WINDOW_SECONDS)])
-
-
 class PolicyRESTClient(rest.RESTClientObject):
     """The SDK's urllib3 client with the project's one HTTP policy around every request it makes."""
 

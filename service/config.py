@@ -263,7 +263,7 @@ class Objective(Strict):
     baseline: Baseline
     target: str | float  # "+40%" (relative to the baseline) or an absolute number for the whole window
     milestones: Literal["quarterly", "monthly"] = "quarterly"
-    split: Literal["linear", "compound"] = "linear"
+    split: Literal["linear", "compound", "even"] = "linear"
     on_track: float = Field(1.0, gt=0)
     at_risk: float = Field(0.9, gt=0)
 

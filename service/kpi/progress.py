@@ -5,7 +5,8 @@ The model (documented in the README, "KPI objectives"):
 - Milestones cut the window into calendar quarters or months, counted from the window's start.
 - The target is an uplift over the baseline (+40 % = 0.40; an absolute target T becomes T / baseline - 1).
   Milestone k of n is given the uplift target * k / n (linear: +10/+20/+30/+40 % for +40 % by quarter) or
-  (1 + target) ** (k / n) - 1 (compound), so the year-over-year growth reaches the target by the last one.
+  (1 + target) ** (k / n) - 1 (compound), so the year-over-year growth reaches the target by the last one;
+  or the target itself (even), so the window's total is the baseline's * (1 + target).
 - Expected value of a stretch of days inside milestone k = the baseline over the same days (same calendar
   dates, whole years earlier) * (1 + uplift of k). A stretch over several milestones adds up its parts.
 - status = on_track when actual / expected >= on_track, at_risk when >= at_risk, else off_track
@@ -23,6 +24,7 @@ from typing import Literal
 from service.kpi.expression import MetricExpression
 
 Daily = Mapping[date, Mapping[str, float]]  # day -> GA4 metric -> value
+Split = Literal["linear", "compound", "even"]
 
 ON_TRACK, AT_RISK, OFF_TRACK, NOT_STARTED = "on_track", "at_risk", "off_track", "not_started"
 
@@ -101,15 +103,17 @@ def milestone_periods(start: date, end: date, every: Literal["quarterly", "month
     return periods
 
 
-def milestone_uplifts(target: float, count: int, split: Literal["linear", "compound"]) -> list[float]:
+def milestone_uplifts(target: float, count: int, split: Split) -> list[float]:
     """The uplift each of `count` milestones must reach so that the last one reaches `target`."""
     if split == "linear":
         return [target * k / count for k in range(1, count + 1)]
+    if split == "even":
+        return [target] * count
     return [(1 + target) ** (k / count) - 1 for k in range(1, count + 1)]
 
 
 def build_milestones(start: date, end: date, every: Literal["quarterly", "monthly"], target: float,
-                     split: Literal["linear", "compound"]) -> list[Milestone]:
+                     split: Split) -> list[Milestone]:
     periods = milestone_periods(start, end, every)
     uplifts = milestone_uplifts(target, len(periods), split)
     prefix = "Q" if every == "quarterly" else "M"

@@ -36,6 +36,24 @@ def test_compound_split_multiplies_to_the_target() -> None:
     assert milestone_uplifts(0.40, 4, "compound") == pytest.approx([0.087757, 0.183216, 0.287052, 0.40], abs=1e-5)
 
 
+def test_even_split_holds_every_milestone_to_the_whole_target() -> None:
+    assert milestone_uplifts(0.40, 4, "even") == [0.40, 0.40, 0.40, 0.40]
+
+
+def test_even_split_makes_the_window_total_the_absolute_target() -> None:
+    # Baseline 2025: 10 a day (3,650). An absolute target of 5,110 for 2026 is +40 %; split evenly, the window's
+    # expected total is 3,650 * 1.4 = 5,110 again; linear expects 10 * (90 * 1.1 + 91 * 1.2 + 92 * 1.3 + 92 * 1.4)
+    # = 10 * (99 + 109.2 + 119.6 + 128.8) = 4,566 for the year: the growth reaches +40 % only in Q4.
+    baseline = _flat(days_between(date(2025, 1, 1), date(2025, 12, 31)), eventCount=10.0)
+    uplift = relative_target(5110, 3650)
+    assert uplift == pytest.approx(0.40)
+    for split, total in (("even", 5110.0), ("linear", 4566.0)):
+        plan = Plan(start=JAN1, end=DEC31, expression=MetricExpression.parse("eventCount"),
+                    milestones=build_milestones(JAN1, DEC31, "quarterly", uplift, split))
+        progress = compute_progress(plan, {}, baseline, as_of=date(2026, 6, 30))
+        assert progress.expected_total == pytest.approx(total), split
+
+
 def test_monthly_split_of_forty_percent() -> None:
     uplifts = milestone_uplifts(0.40, 12, "linear")
     assert uplifts[0] == pytest.approx(0.40 / 12)  # +3.33 % in January

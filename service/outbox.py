@@ -83,6 +83,7 @@ class OutboxWorker:
     def drain(self, *, limit: int = 100, source: str | None = None) -> DrainResult:
         """Sends claimed writes, one vendor call per item for its field writes; returns what happened."""
         result = DrainResult()
+        waiting: dict[str, tuple[float, str]] = {}  # source -> (seconds the tool asked us to wait, why)
         while True:
             rows = claim(self.engine, limit=limit, source=source,
                          claim_seconds=self.sync.config.claim_seconds)
@@ -93,6 +94,10 @@ class OutboxWorker:
                 by_item[(row.source, row.external_id)].append(row)
             paused: set[str] = set()
             for (source_name, external_id), item_rows in by_item.items():
+                if source_name in waiting:
+                    self._release(item_rows, waiting[source_name][1], retry=True, wait=waiting[source_name][0])
+                    result.deferred += len(item_rows)
+                    continue
                 if source_name in paused or self.sync.config.source(source_name) is None:
                     self._release(item_rows, "the source is paused or no longer configured", retry=True)
                     result.deferred += len(item_rows)
@@ -114,7 +119,13 @@ class OutboxWorker:
                     self._release(item_rows, str(exc), retry=True)
                     result.deferred += len(item_rows)
                 except RetriableError as exc:
-                    self._release(item_rows, str(exc), retry=True)
+                    if exc.retry_after is not None:
+                        # The tool said how long to wait (a 429 the retry policy would not wait out): every write
+                        # to this source waits that long, and the wait does not count against their attempts.
+                        waiting[source_name] = (exc.retry_after, str(exc))
+                        log.warning("writes to %s wait %.0fs, as the tool asked: %s", source_name, exc.retry_after,
+                                    exc, extra={"source": source_name})
+                    self._release(item_rows, str(exc), retry=True, wait=exc.retry_after)
                     result.deferred += len(item_rows)
                 except (SkippableError, FatalError, ValueError, KeyError) as exc:
                     # One item's write failed for a reason of its own (e.g. field rejected): record it.
@@ -245,7 +256,9 @@ class OutboxWorker:
                     item.remote_values = {**(item.remote_values or {}), **fields}
                 record_writes(db, source_name, external_id, fields)
 
-    def _release(self, rows: list[OutboxRow], error: str, *, retry: bool) -> None:
+    def _release(self, rows: list[OutboxRow], error: str, *, retry: bool, wait: float | None = None) -> None:
+        """Gives claimed rows back: pending again after a back-off (or after `wait`, the tool's own Retry-After,
+        which does not use up an attempt), or failed."""
         now = utcnow()
         with session_scope(self.engine) as db:
             for row in rows:
@@ -254,7 +267,11 @@ class OutboxWorker:
                     continue  # another worker took it over after our claim expired
                 stored.last_error = error[:2000]
                 stored.claimed_until = None
-                if retry and stored.attempts < MAX_ATTEMPTS:
+                if retry and wait is not None:
+                    stored.status = "pending"
+                    stored.attempts = max(0, stored.attempts - 1)
+                    stored.next_attempt_at = now + timedelta(seconds=wait)
+                elif retry and stored.attempts < MAX_ATTEMPTS:
                     stored.status = "pending"
                     stored.next_attempt_at = now + timedelta(seconds=min(3600, 5 * 2 ** stored.attempts))
                 else:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -71,6 +72,7 @@ TASK_FIELDS = ",".join((
     "custom_fields.gid", "custom_fields.name", "custom_fields.resource_subtype", "custom_fields.number_value",
     "custom_fields.text_value", "custom_fields.enum_value.name", "custom_fields.display_value",
 ))
+STORY_FIELDS = "resource_subtype,text,created_at"
 EVENT_FIELDS = "action,change.field,change.action,change.new_value,created_at,parent,resource,type"
 FIELD_SETTING_FIELDS = ("custom_field.gid,custom_field.name,custom_field.resource_subtype,custom_field.precision,"
                         "custom_field.enum_options.name")
@@ -449,6 +451,25 @@ class AsanaConnector:
     def add_comment(self, external_id: str, body: Any) -> None:
         """POST /tasks/{gid}/stories with {"data": {"text": ...}} (built by mappings.asana.comment_body)."""
         self._stories.create_story_for_task(body, external_id, {"opt_fields": "gid"})
+
+    def recent_comments(self, external_id: str, limit: int) -> list[Any]:
+        """The texts of a task's latest comments, newest first: GET /tasks/{gid}/stories, comment stories only.
+
+        Asana's published spec pages a task's stories oldest first with no filter, so every page is read and
+        only the comments (resource_subtype comment_added) kept; system stories (field changes, moves) are not."""
+        latest: deque[str] = deque(maxlen=max(1, limit))
+        try:
+            for page in self._paged(self._stories.get_stories_for_task, str(external_id),
+                                    what=f"stories of task {external_id}", opts={"opt_fields": STORY_FIELDS}):
+                for story in page:
+                    if (isinstance(story, dict) and story.get("resource_subtype") == "comment_added"
+                            and isinstance(story.get("text"), str)):
+                        latest.append(story["text"])
+        except SkippableError as exc:
+            if exc.status in (403, 404):
+                return []  # the task is gone: it has no comments to compare with
+            raise
+        return list(reversed(latest))[:max(0, limit)]
 
     # -- webhooks --------------------------------------------------------------------------------
 

@@ -640,6 +640,18 @@ class RanksNatively(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadsComments(Protocol):
+    """A tool whose items' latest comments we can read back (Jira, Trello, Asana): the outbox checks them before
+    posting again a comment whose send was cut off, so a crash never posts the same comment twice."""
+
+    def recent_comments(self, external_id: str, limit: int) -> list[Any]:
+        """Returns the bodies of the item's latest comments (at most `limit`, newest first), as the tool holds
+        them (Jira: ADF or wiki text; Trello and Asana: plain text); `mappings.<tool>.comment_text` reads one.
+        An item that is gone has none."""
+        ...
+
+
 @dataclass
 class MetricRow:
     """One row of a metrics report: the dimension values and typed metric values."""

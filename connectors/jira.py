@@ -236,6 +236,16 @@ class JiraConnector:
                 paginator.advance(None if body.get("isLast", True) else body.get("nextPageToken"))
         return found
 
+    def recent_comments(self, external_id: str, limit: int) -> list[Any]:
+        """The bodies of an issue's latest comments, newest first (ADF on Cloud, wiki text on Data Center): the
+        issue record read by `fetch` carries its comment field, so this costs no call of its own kind."""
+        found = self.fetch([external_id])
+        fields = found[0].get("fields") if found and isinstance(found[0].get("fields"), dict) else {}
+        page = fields.get("comment") if isinstance(fields.get("comment"), dict) else {}
+        comments = page.get("comments") if isinstance(page.get("comments"), list) else []
+        bodies = [c["body"] for c in comments if isinstance(c, dict) and c.get("body") is not None]
+        return list(reversed(bodies))[:max(0, limit)]
+
     def _search(self, jql: str, token: str | None, max_results: int, fields: list[str]) -> dict[str, Any]:
         self.calls += 1
         if self._jira.deploymentType is None:

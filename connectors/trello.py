@@ -15,7 +15,9 @@ Where py-trello lacks what we need, the call goes through `TrelloClient.fetch_js
 - board actions paged with `since`/`before` (`Board.fetch_actions` takes no `before` for the next page);
 - several custom fields of one card in one call, PUT /cards/{id}/customFields (py-trello's
   `Card.set_custom_field` writes one field a call, on the singular /card/ path);
-- POST /webhooks (py-trello's `create_hook` posts a form to trello.com and raises a bare Exception).
+- POST /webhooks (py-trello's `create_hook` posts a form to trello.com and raises a bare Exception);
+- a card's latest comments, GET /1/cards/{id}/actions?filter=commentCard (py-trello's `Card.fetch_comments`
+  sends the same GET but needs a Card object built on a Board object, which a bare card id from the outbox is not).
 
 Incremental sync. The cursor is JSON: {"boards": {board id: last action id}}. A full read first notes the
 board's newest action id, then pages the cards; anything changed during the scan is an action after that id,
@@ -373,6 +375,25 @@ class TrelloConnector:
     def add_comment(self, external_id: str, body: Any) -> None:
         """POST /cards/{id}/actions/comments with the body mappings.trello.comment_body built ({"text": ...})."""
         self._json(f"/cards/{external_id}/actions/comments", method="POST", body=body)
+
+    def recent_comments(self, external_id: str, limit: int) -> list[Any]:
+        """The texts of a card's latest comments, newest first: GET /1/cards/{id}/actions?filter=commentCard.
+
+        Trello answers the newest actions first, 50 a page (the spec's `page` parameter; it lists no `limit`),
+        so the first page holds the 50 latest comments, which is what a check after a crash needs."""
+        if not _CARD_REF.fullmatch(str(external_id)):
+            return []
+        try:
+            body = self._json(f"/cards/{external_id}/actions", query={"filter": "commentCard"})
+        except SkippableError as exc:
+            if exc.status in (400, 404):
+                return []  # the card is gone: it has no comments to compare with
+            raise
+        actions = body if isinstance(body, list) else []
+        texts = [((action.get("data") or {}).get("text")) for action in actions
+                 if isinstance(action, dict) and action.get("type") == "commentCard"
+                 and isinstance(action.get("data"), dict)]
+        return [text for text in texts if isinstance(text, str)][:max(0, limit)]
 
     def register_webhook(self, callback_url: str) -> list[str]:
         """POST /webhooks for each board; Trello checks the callback with HEAD before it creates one."""

@@ -291,3 +291,8 @@ def owned_field_payload(values: dict[str, Any], *, profile: Profile, context: di
 def comment_body(text: str, *, context: dict[str, Any] | None = None) -> dict[str, Any]:  # noqa: ARG001
     """Builds the POST /tasks/{gid}/stories body of a comment (plain text)."""
     return {"data": {"text": text}}
+
+
+def comment_text(body: Any) -> str:
+    """The text of a comment story the connector read back (its `text`: plain text already)."""
+    return str(body)

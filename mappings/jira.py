@@ -361,10 +361,6 @@ def comment_body(text: str, *, context: dict[str, Any] | None = None) -> dict[st
     return {"body": text_to_adf(text)}
 
 
-def comment_texts(raw: dict[str, Any]) -> list[str]:
-    """The texts of the comments an issue record carries (its latest ones), for checking an interrupted write."""
-    fields = raw.get("fields") if isinstance(raw.get("fields"), dict) else {}
-    page = fields.get("comment") if isinstance(fields.get("comment"), dict) else {}
-    comments = page.get("comments") if isinstance(page.get("comments"), list) else []
-    return [adf_to_text(comment.get("body")) if isinstance(comment.get("body"), dict) else str(comment.get("body"))
-            for comment in comments if isinstance(comment, dict) and comment.get("body") is not None]
+def comment_text(body: Any) -> str:
+    """The plain text of a comment body the connector read back (ADF on Cloud, wiki text on Data Center)."""
+    return adf_to_text(body) if isinstance(body, dict) else str(body)

@@ -308,3 +308,8 @@ def owned_field_payload(values: dict[str, Any], *, profile: Profile, context: di
 def comment_body(text: str, *, context: dict[str, Any] | None = None) -> dict[str, Any]:  # noqa: ARG001
     """Builds the body of POST /cards/{id}/actions/comments."""
     return {"text": text}
+
+
+def comment_text(body: Any) -> str:
+    """The text of a comment the connector read back (a commentCard action's data.text: plain text already)."""
+    return str(body)

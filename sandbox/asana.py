@@ -2,7 +2,8 @@
 spec says (tests/sandbox/test_asana_sandbox_spec.py validates the responses against it).
 
 Endpoints: GET /projects/{gid}, /projects/{gid}/custom_field_settings, /projects/{gid}/tasks and /tasks?project=
-&modified_since= (paged by limit and an opaque offset), GET/PUT /tasks/{gid}, POST /tasks/{gid}/stories,
+&modified_since= (paged by limit and an opaque offset), GET/PUT /tasks/{gid}, GET and POST /tasks/{gid}/stories
+(comments, and the system stories field changes leave),
 GET /events (sync tokens: 412 with a fresh token on the first call or an expired one, 100 events a call with
 has_more) and POST /webhooks (the handshake with the target happens during the POST; 201 only when the target
 echoed X-Hook-Secret). A change to a task is recorded as events and delivered, signed with X-Hook-Signature, to
@@ -227,6 +228,14 @@ class AsanaWorkspace:
         for gid in changed:
             self._record_change(task, "custom_fields", self._field_value(gid, task.custom_fields.get(gid)),
                                 notify=notify)
+            # Asana keeps a system story for each field change in the task's activity, beside the comments.
+            spec = self.custom_fields[gid]
+            shown = self._field_value(gid, task.custom_fields.get(gid)).get("display_value")
+            task.stories.append({
+                "gid": self._gid(), "resource_type": "story", "created_at": asana_time(task.modified_at),
+                "resource_subtype": f"{spec['resource_subtype']}_custom_field_changed", "type": "system",
+                "text": f"changed {spec['name']} to {shown}",
+                "created_by": {"gid": USERS[0]["gid"], "resource_type": "user", "name": USERS[0]["name"]}})
 
     def _record_change(self, task: Task, field_name: str, new_value: Any, *, notify: bool = True) -> None:
         for project in task.projects:
@@ -546,6 +555,23 @@ def create_app(workspace: AsanaWorkspace | None = None, state: SandboxState | No
             space.writes.append((task_gid, values))
             space._set_custom_fields(task, values)
         return {"data": space.render_task(task, _wanted(request))}
+
+    @app.get("/tasks/{task_gid}/stories")
+    def stories_of_task(task_gid: str, request: Request) -> Any:
+        task = space.tasks.get(task_gid)
+        if task is None:
+            return _errors(404, f"task: Unknown object: {task_gid}")
+        wanted = _wanted(request)
+        with space.lock:
+            stories = list(task.stories)  # oldest first, as Asana lists them
+
+        def render(story: dict[str, Any]) -> dict[str, Any]:
+            compact = {k: story[k] for k in ("gid", "resource_type", "created_at", "created_by", "resource_subtype",
+                                             "text")}
+            return compact if wanted is None else {k: v for k, v in story.items()
+                                                   if k in wanted or k in ("gid", "resource_type")}
+
+        return page_of(stories, request, f"/tasks/{task_gid}/stories", render)
 
     @app.post("/tasks/{task_gid}/stories", status_code=201)
     async def add_story(task_gid: str, request: Request) -> Any:

@@ -3,11 +3,11 @@ against ../shared/specs/trello.json with the documented relaxations in tests/san
 
 Endpoints (under /1): batch (up to 10 GET routes), boards (get, lists, labels, members, customFields, cards
 paged by limit/before, actions paged by since/before), cards (get, update, delete, one custom field item,
-several custom field items, comments), custom field creation, webhooks (created after a HEAD check of the
-callback, as Trello does). Authentication is the key and token query parameters. Rate limits are Trello's:
-100 requests per 10 s per token, 300 per 10 s per API key; over them the answer is 429 with Trello's body (no
-Retry-After), and every violation is counted. Every card change is recorded as a board action and posted,
-signed, to the webhooks watching the board.
+several custom field items, comments, actions filtered by type), custom field creation, webhooks (created after
+a HEAD check of the callback, as Trello does). Authentication is the key and token query parameters. Rate limits
+are Trello's: 100 requests per 10 s per token, 300 per 10 s per API key; over them the answer is 429 with
+Trello's body (no Retry-After), and every violation is counted. Every card change is recorded as a board action
+and posted, signed, to the webhooks watching the board.
 
 Run it alone with `python -m sandbox.trello --port 8082` (or `backlog-sync sandbox --tool trello`).
 """
@@ -481,6 +481,16 @@ def _valid_value(meta: dict[str, Any], value: Any) -> bool:
     return True
 
 
+def _action_matches(action: dict[str, Any], wanted: list[str]) -> bool:
+    """Trello's action filter: "all", a type ("commentCard"), or a type and the field it changed
+    ("updateCard:idList")."""
+    for kind in wanted:
+        name, _, changed = kind.partition(":")
+        if kind == "all" or (action["type"] == name and (not changed or changed in (action["data"].get("old") or {}))):
+            return True
+    return False
+
+
 def create_app(site: TrelloSite | None = None, state: SandboxState | None = None) -> FastAPI:
     site = site or TrelloSite()
     state = state or SandboxState()
@@ -682,6 +692,25 @@ def create_app(site: TrelloSite | None = None, state: SandboxState | None = None
             item = card.items.get(idCustomField) or {}
             return _json({"id": card.item_ids.setdefault(idCustomField, new_id()), **item,
                           "idCustomField": idCustomField, "idModel": card.id, "modelType": "card"})
+
+    @app.get("/1/cards/{id}/actions")
+    def get_card_actions(id: str, request: Request) -> Response:  # noqa: A002
+        card = site.find(id)
+        if card is None:
+            return _text("The requested resource was not found.", 404)
+        # The spec's default filter, and its paging: 50 actions a page, newest first, pages 0 to 19.
+        wanted = [k.strip() for k in request.query_params.get("filter", "commentCard, updateCard:idList").split(",")
+                  if k.strip()]
+        try:
+            page = int(request.query_params.get("page", "0"))
+        except ValueError:
+            return _text("invalid value for page", 400)
+        if not 0 <= page <= 19:
+            return _text("invalid value for page", 400)
+        with site.lock:
+            found = [a for a in reversed(site.boards[card.id_board].actions)
+                     if a["data"]["card"]["id"] == card.id and _action_matches(a, wanted)]
+            return _json(found[page * 50:(page + 1) * 50])
 
     @app.post("/1/cards/{id}/actions/comments")
     async def add_comment(id: str, request: Request) -> Response:  # noqa: A002

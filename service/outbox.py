@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
-from connectors.base import AuthError, FatalError, RanksNatively, RetriableError, SkippableError
+from connectors.base import AuthError, FatalError, RanksNatively, ReadsComments, RetriableError, SkippableError
 from service.db import session_scope
 from service.planning import same_value
 from service.registry import profile_for, tool_for
@@ -25,6 +25,7 @@ log = logging.getLogger("backlog_sync.outbox")
 
 RECOVERED = "recovered:"
 MAX_ATTEMPTS = 8
+RECENT_COMMENTS = 20  # an interrupted comment is among an item's latest ones: these are compared
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
@@ -223,14 +224,13 @@ class OutboxWorker:
 
     @staticmethod
     def _comments_not_landed(connector: Any, tool: Any, external_id: str, rows: list[OutboxRow]) -> list[OutboxRow]:
-        """Drops comments an interrupted send already posted, where the tool's mapping can read an item's comments
-        (comment_texts); elsewhere a comment taken over from a dead worker is sent again (at least once)."""
-        reader = getattr(tool.mapping, "comment_texts", None)
+        """Drops comments an interrupted send already posted: a comment taken over from a dead worker is compared
+        with the item's latest comments (ReadsComments), whitespace aside, before it is posted again."""
         recovered = [row for row in rows if (row.last_error or "").startswith(RECOVERED)]
-        if reader is None or not recovered:
-            return rows
-        raws = connector.fetch([external_id])
-        held = [text.split() for text in reader(raws[0])] if raws else []
+        if not recovered or not isinstance(connector, ReadsComments):
+            return rows  # a tool that cannot show its comments gets the comment again (at least once)
+        bodies = connector.recent_comments(external_id, max(RECENT_COMMENTS, 2 * len(recovered)))
+        held = [tool.mapping.comment_text(body).split() for body in bodies]
         landed = {row.id for row in recovered if str(row.value).split() in held}
         if landed:
             log.info("%s already holds %d comment(s) from an interrupted write; not posting them again",

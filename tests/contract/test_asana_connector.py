@@ -20,7 +20,14 @@ from connectors.asana import (
     plan_requests_per_minute,
     read_cursor,
 )
-from connectors.base import AuthError, PaginationLoopError, RateLimiter, RetriableError, RetryPolicy
+from connectors.base import (
+    AuthError,
+    PaginationLoopError,
+    RateLimiter,
+    ReadsComments,
+    RetriableError,
+    RetryPolicy,
+)
 from sandbox.asana import DEFAULT_TOKEN, AsanaWorkspace, create_app
 from sandbox.asana_data import EN_PROJECT, FR_PROJECT
 from sandbox.common import SandboxState, ThreadedServer
@@ -238,6 +245,22 @@ def test_writes_and_comments_reach_the_task(asana: Asana) -> None:
     assert asana.workspace.tasks["1203000000000001"].custom_fields[score] == 31.25
     connector.add_comment("1203000000000001", {"data": {"text": "KPI: 80% of target"}})
     assert asana.workspace.tasks["1203000000000001"].stories[-1]["text"] == "KPI: 80% of target"
+
+
+def test_recent_comments_are_the_comment_stories_newest_first_across_pages(asana: Asana) -> None:
+    connector = asana.connector()
+    gid = "1203000000000001"
+    assert isinstance(connector, ReadsComments)
+    for n in range(3):
+        connector.add_comment(gid, {"data": {"text": f"KPI result {n}"}})
+    for n in range(120):  # field changes leave system stories: the comments are past the first page of 100
+        asana.workspace.set_field(gid, "Reach", 5000 + n, notify=False)
+    connector.add_comment(gid, {"data": {"text": "Résultat KPI : en bonne voie"}})
+    before = asana.state.counters["GET /tasks/{task_gid}/stories"]
+    assert connector.recent_comments(gid, 3) == ["Résultat KPI : en bonne voie", "KPI result 2", "KPI result 1"]
+    assert asana.state.counters["GET /tasks/{task_gid}/stories"] - before == 2  # 124 stories, 100 a page
+    assert connector.recent_comments(gid, 10)[-1] == "KPI result 0"
+    assert connector.recent_comments("1203000000000999", 5) == []  # a task that is gone has none
 
 
 def test_a_refused_write_is_a_skippable_error_naming_the_call(asana: Asana) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import connectors.trello as trello_connector
-from connectors.base import AuthError, RetryPolicy, SkippableError
+from connectors.base import AuthError, ReadsComments, RetryPolicy, SkippableError
 from connectors.trello import TrelloConnector
 from sandbox.common import ThreadedServer, serve
 from sandbox.trello import DEFAULT_KEY, DEFAULT_TOKEN, TrelloSite, create_app
@@ -232,6 +232,25 @@ def test_positions_follow_the_rank_and_comments_go_through_the_outbox(trello, en
     assert OutboxWorker(engine=engine, sync_service=sync).drain().sent == 1
     assert site.comments == [{"card": ranked[0].external_id, "text": "Résultat KPI : 80 % de l'objectif 🎯"}]
     sync.close()
+
+
+def test_recent_comments_are_the_card_s_comment_actions_newest_first(trello) -> None:
+    site, server = trello
+    board = site.board_named("Marketing backlog")
+    card = next(iter(board.cards.values()))
+    other = next(c for c in board.cards.values() if c.id != card.id)
+    trello = connector(server, [board.id])
+    assert isinstance(trello, ReadsComments)
+    for text in ("KPI result 1", "Résultat KPI : 80 % 🎯"):
+        trello.add_comment(card.id, {"text": text})
+    trello.add_comment(other.id, {"text": "on another card"})
+    site.user_sets_field(card.id, "Reach", 777)  # not a comment
+    before = server.counters.counters["GET /1/cards/{id}/actions"]
+    assert trello.recent_comments(card.id, 5) == ["Résultat KPI : 80 % 🎯", "KPI result 1"]
+    assert trello.recent_comments(card.short_link, 1) == ["Résultat KPI : 80 % 🎯"]
+    assert server.counters.counters["GET /1/cards/{id}/actions"] - before == 2  # one call each
+    assert trello.recent_comments("f" * 24, 5) == []  # a card that is gone has none
+    assert trello.recent_comments("../boards", 5) == []  # not a card id: never sent
 
 
 def test_webhooks_register_creates_one_per_board_after_trello_s_head_check(trello, tmp_path: Path) -> None:

@@ -117,6 +117,31 @@ def test_task_read_update_and_comment_follow_the_spec(asana) -> None:
     validate("/tasks/{task_gid}/stories", "post", story)
 
 
+def test_a_task_s_stories_follow_the_spec_comments_and_field_changes(asana) -> None:
+    url, session, workspace = asana
+    gid = "1203000000000001"
+    for text in ("First result", "Résultat KPI : 80 % 🎯"):
+        assert session.post(f"{url}/tasks/{gid}/stories", json={"data": {"text": text}}, timeout=10).status_code == 201
+    workspace.set_field(gid, "Reach", 4321, notify=False)  # leaves a system story, as Asana does
+    stories = session.get(f"{url}/tasks/{gid}/stories", params={"limit": 100}, timeout=10)
+    assert stories.status_code == 200
+    validate("/tasks/{task_gid}/stories", "get", stories)
+    data = stories.json()["data"]
+    assert [(s["resource_subtype"], s["text"]) for s in data] == [  # oldest first
+        ("comment_added", "First result"), ("comment_added", "Résultat KPI : 80 % 🎯"),
+        ("number_custom_field_changed", "changed Reach to 4321")]
+    some = session.get(f"{url}/tasks/{gid}/stories", params={"limit": 2, "opt_fields": "resource_subtype,text"},
+                       timeout=10)
+    validate("/tasks/{task_gid}/stories", "get", some)
+    assert set(some.json()["data"][0]) == {"gid", "resource_type", "resource_subtype", "text"}
+    rest = session.get(f"{url}/tasks/{gid}/stories", timeout=10,
+                       params={"limit": 2, "offset": some.json()["next_page"]["offset"]})
+    assert [s["text"] for s in rest.json()["data"]] == ["changed Reach to 4321"]
+    missing = session.get(f"{url}/tasks/999/stories", timeout=10)
+    assert missing.status_code == 404
+    validate("/tasks/{task_gid}/stories", "get", missing)
+
+
 def test_events_follow_the_spec_with_sync_tokens(asana) -> None:
     url, session, workspace = asana
     first = session.get(f"{url}/events", params={"resource": EN_PROJECT}, timeout=10)

@@ -140,6 +140,32 @@ def test_writes_follow_the_spec_and_take_strings_as_trello_does(trello) -> None:
     check(created.json(), response_schema("/customFields", "post"))
 
 
+def test_a_card_s_comments_are_read_back_as_its_actions_do_in_the_spec(trello) -> None:
+    url, site = trello
+    board = site.board_named("Marketing backlog")
+    card = next(iter(board.cards.values()))
+    for text in ("First result", "Résultat KPI : 80 % 🎯"):
+        posted = requests.post(f"{url}/1/cards/{card.id}/actions/comments", params=AUTH, timeout=10,
+                               json={"text": text})
+        assert posted.status_code == 200
+    site.user_sets_field(card.id, "Reach", 123)  # an updateCustomFieldItem action: not a comment
+    comments = get(url, f"/1/cards/{card.id}/actions", filter="commentCard").json()
+    check(comments, response_schema("/cards/{id}/actions", "get"))
+    assert [a["data"]["text"] for a in comments] == ["Résultat KPI : 80 % 🎯", "First result"]  # newest first
+    assert {a["type"] for a in comments} == {"commentCard"}
+    assert all(a["data"]["card"]["id"] == card.id for a in comments)
+    everything = get(url, f"/1/cards/{card.id}/actions", filter="all").json()
+    check(everything, response_schema("/cards/{id}/actions", "get"))
+    assert "updateCustomFieldItem" in {a["type"] for a in everything}
+    # 50 a page, as the spec says, and nothing past page 19.
+    for n in range(55):
+        requests.post(f"{url}/1/cards/{card.id}/actions/comments", params=AUTH, timeout=10, json={"text": f"c{n}"})
+    first = get(url, f"/1/cards/{card.id}/actions", filter="commentCard").json()
+    second = get(url, f"/1/cards/{card.id}/actions", filter="commentCard", page=1).json()
+    assert len(first) == 50 and first[0]["data"]["text"] == "c54" and len(second) == 7
+    assert requests.get(f"{url}/1/cards/{card.id}/actions", params={**AUTH, "page": 20}, timeout=10).status_code == 400
+
+
 def test_webhook_creation_follows_the_spec_after_a_head_check(trello) -> None:
     from fastapi import FastAPI, Response
 

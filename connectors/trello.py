@@ -230,13 +230,22 @@ class TrelloConnector:
             touched, deleted, newest = self._actions_since(board_id, since)
             state[board_id] = newest or since
             if len(touched) > FETCH_ONE_BY_ONE:
-                wanted = set(touched)
+                # A card already read on an earlier board (it moved there) is not read, nor removed, again.
+                wanted = set(touched) - read_here
                 found: set[str] = set()
                 for records, last in _with_last(self._card_pages(board_id)):
                     keep = [card for card in records if card["id"] in wanted]
                     found.update(card["id"] for card in keep)
-                    gone = sorted((wanted - found) | deleted) if last else []
+                    gone: list[str] = []
+                    if last:
+                        # A changed card no longer on this board may have moved to another configured board:
+                        # it keeps its item. Only what no configured board has is removed.
+                        elsewhere = self.fetch(sorted(wanted - found)) if wanted - found else []
+                        keep.extend(elsewhere)
+                        found.update(card["id"] for card in elsewhere)
+                        gone = sorted((wanted - found) | deleted)
                     yield Page(records=keep, cursor=format_cursor(state) if last else None, deleted_ids=gone)
+                read_here.update(wanted)
                 continue
             # A card moved between two configured boards shows on both; it is read once.
             wanted = [card_id for card_id in touched if card_id not in read_here]

@@ -124,6 +124,41 @@ def test_incremental_sync_notices_moved_archived_and_deleted_cards(trello, engin
     sync.close()
 
 
+def test_a_card_moved_to_another_board_keeps_its_item_when_many_cards_changed(trello, engine, monkeypatch) -> None:
+    site, server = trello
+    compress_time(monkeypatch, site)
+    en, fr = site.board_named("Marketing backlog"), site.board_named("Backlog marketing")
+    site.generate(70)
+    sync = service(engine, server, [fr.id, en.id])  # the French board is read first
+    assert sync.run("mkt", mode="full").status == "succeeded"
+    cards = sorted(en.cards.values(), key=lambda c: c.id)
+    moved, others = cards[0], cards[1:60]
+    site.move_to_board(moved.id, fr.id)
+    for card in others:  # with the moved card, 60 changed cards on the English board: it is paged
+        site.user_sets_field(card.id, "Reach", 4321)
+    result = sync.run("mkt")
+    assert result.status == "succeeded", result.error
+    rows = stored(engine)
+    assert moved.id in rows and rows[moved.id].container == fr.id
+    sync.close()
+
+    # Boards the other way round: the English board's paged read finds the card on the French board.
+    site.move_to_board(moved.id, en.id)
+    sync = service(engine, server, [fr.id, en.id])
+    assert sync.run("mkt").status == "succeeded"
+    other = cards[60]
+    site.move_to_board(other.id, fr.id)
+    for card in others:
+        site.user_sets_field(card.id, "Reach", 1234)
+    sync.close()
+    reversed_sync = service(engine, server, [en.id, fr.id])
+    result = reversed_sync.run("mkt")
+    assert result.status == "succeeded", result.error
+    rows = stored(engine)
+    assert other.id in rows and rows[other.id].container == fr.id
+    reversed_sync.close()
+
+
 def test_cards_are_read_ten_a_call_and_missing_ones_left_out(trello, monkeypatch) -> None:
     site, server = trello
     compress_time(monkeypatch, site)

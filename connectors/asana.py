@@ -41,6 +41,7 @@ from connectors.asana_webhooks import parse_webhook, verify_webhook
 from connectors.base import (
     DEFAULT_TIMEOUT,
     Answer,
+    AuthError,
     ConnectorError,
     FatalError,
     Page,
@@ -211,6 +212,7 @@ class AsanaConnector:
         self._field_settings = asana.CustomFieldSettingsApi(self._client)
         self._stories = asana.StoriesApi(self._client)
         self._webhooks = asana.WebhooksApi(self._client)
+        self._users = asana.UsersApi(self._client)
 
     @property
     def calls(self) -> int:
@@ -412,14 +414,28 @@ class AsanaConnector:
     def _fetch_tasks(self, gids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Reads tasks by gid; a task that no longer exists (404) maps to None."""
         found: dict[str, dict[str, Any] | None] = {}
+        credential_checked = False
         for gid in dict.fromkeys(gids):
             try:
                 task = self._tasks.get_task(gid, {"opt_fields": TASK_FIELDS})
             except SkippableError as exc:
-                if exc.status in (403, 404):
+                if exc.status == 404:
                     found[gid] = None
                     continue
                 raise
+            except AuthError as exc:
+                # 401/403 on one task: a task the token cannot see, or a dead token. One cheap call tells which;
+                # a task out of sight is out of scope (left out), a dead token pauses the source.
+                if not credential_checked:
+                    try:
+                        self._users.get_user("me", {"opt_fields": "gid"})
+                    except AuthError:
+                        raise exc from None
+                    credential_checked = True
+                log.warning("asana: task %s cannot be read with this token (HTTP %s) although the token works; "
+                            "it is left out as out of scope", gid, exc.status)
+                found[gid] = None
+                continue
             found[gid] = task if isinstance(task, dict) else None
         return found
 

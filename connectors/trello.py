@@ -38,6 +38,7 @@ from trello import ResourceUnavailable, TrelloClient
 
 from connectors.base import (
     DEFAULT_TIMEOUT,
+    AuthError,
     ConnectorError,
     FatalError,
     LimiterGroup,
@@ -349,17 +350,27 @@ class TrelloConnector:
                 if exc.status in (400, 404):
                     return []  # deleted (or never a card): it leaves the backlog
                 raise
+            except AuthError as exc:
+                self._out_of_sight(ids[0], exc)
+                return []
             return [card] if isinstance(card, dict) else []
         answers = self._json("/batch", query={"urls": ",".join(f"/cards/{i}?customFieldItems=true" for i in ids)})
         if not isinstance(answers, list) or len(answers) != len(ids):
             raise ConnectorError(f"trello: /batch answered {type(answers).__name__} for {len(ids)} cards",
                                  vendor=VENDOR)
         cards = []
+        credential_checked = False
         for card_id, answer in zip(ids, answers, strict=True):
             # Each route's answer is keyed by its status: {"200": card} or {"404": "..."}.
             status, body = next(iter(answer.items())) if isinstance(answer, dict) and answer else ("?", None)
             if status == "200" and isinstance(body, dict):
                 cards.append(body)
+            elif status in ("401", "403"):
+                error = error_for_status(int(status), headers=None, body=str(body)[:200], vendor=VENDOR,
+                                         where=f"/batch (card {card_id})")
+                assert isinstance(error, AuthError)
+                self._out_of_sight(card_id, error, checked=credential_checked)
+                credential_checked = True  # the token answered once: the batch's other refusals are cards too
             elif status not in ("400", "404"):
                 # A 200 without a card, or an unreadable status, is a bad answer from Trello's side.
                 code = int(status) if str(status).isdigit() and int(status) >= 400 else 502
@@ -368,6 +379,20 @@ class TrelloConnector:
                 assert error is not None  # code is at least 400
                 raise error
         return cards
+
+    def _out_of_sight(self, card_id: str, error: AuthError, *, checked: bool = False) -> None:
+        """A card read refused with 401/403: Trello answers 401 for a card on a board the token cannot see.
+
+        One cheap call (GET /1/members/me) tells the two apart: if the token still works, the card is out of
+        scope (not on a board shared with it, so on none of ours) and is left out; if not, the AuthError stands
+        and the source is paused for new credentials."""
+        if not checked:
+            try:
+                self._json("/members/me", query={"fields": "id"})
+            except AuthError:
+                raise error from None
+        log.warning("trello: card %s cannot be read with this token (HTTP %s) although the token works: "
+                    "it is on a board the token cannot see, so it is left out", card_id, error.status)
 
     # -- writing -----------------------------------------------------------------------------------
 

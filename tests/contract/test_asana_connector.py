@@ -198,6 +198,20 @@ def test_list_ids_and_fetch_respect_the_configured_projects(asana: Asana) -> Non
     assert connector.fetch(["999"]) == []  # gone
 
 
+def test_a_task_the_token_cannot_see_is_left_out_while_a_dead_token_still_pauses(asana: Asana) -> None:
+    connector = asana.connector()
+    hidden, visible = "1203000000000001", "1203000000000002"
+    asana.workspace.hidden_tasks.add(hidden)
+    found = connector.fetch([hidden, visible])
+    assert [task["gid"] for task in found] == [visible]  # the 403 task is out of scope, the rest is read
+    assert asana.state.hits("GET", "/users/{user_gid}") == 1  # the token was checked once, and works
+
+    asana.workspace.token = "a-revoked-token"  # now every call, the check included, answers 401
+    with pytest.raises(AuthError):
+        connector.fetch([hidden])
+    assert asana.state.hits("GET", "/users/{user_gid}") == 2
+
+
 def test_the_limiter_keeps_the_token_under_the_enforced_limit(asana: Asana) -> None:
     asana.workspace.requests_per_minute, asana.workspace.window_seconds = 10, 2.0
     connector = asana.connector(limiter=RateLimiter([(10, 2.1)]))

@@ -175,6 +175,26 @@ def test_cards_are_read_ten_a_call_and_missing_ones_left_out(trello, monkeypatch
     assert server.counters.hits("GET", "/1/batch") - before == 2  # 13 well-formed ids: 10 + 3
 
 
+def test_a_card_on_a_board_the_token_cannot_see_is_left_out_while_a_dead_token_still_pauses(
+        trello, monkeypatch) -> None:
+    site, server = trello
+    compress_time(monkeypatch, site)
+    en = site.board_named("Marketing backlog")
+    hidden = site.add_board(SeedBoard("Private board", "PrIvAtEb", ["To Do"], [], [], [SeedCard("Secret", "To Do")]))
+    site.hidden_boards.add(hidden.id)
+    secret = next(iter(hidden.cards))
+    client = connector(server, [en.id])
+    ours = sorted(en.cards)[:3]
+    assert client.fetch([secret]) == []  # alone: GET /1/cards/{id} answers 401, the token works
+    assert sorted(card["id"] for card in client.fetch([secret, *ours])) == ours  # in a /1/batch
+    assert server.counters.hits("GET", "/1/members/me") == 2
+
+    site.token = "a-revoked-token-0123456789"  # every call, the check included, now answers 401
+    for ids in ([secret], [secret, *ours]):
+        with pytest.raises(AuthError):
+            client.fetch(ids)
+
+
 def test_limits_hold_at_trello_s_real_10_second_windows(trello) -> None:
     site, server = trello  # Trello's windows, unchanged: 100 per token and 300 per key per 10 s
     board = site.board_named("Marketing backlog")

@@ -191,7 +191,9 @@ class AsanaConnector:
         policy: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        score_field: str | None = None,
     ) -> None:
+        self.score_field = score_field  # write_back.score_field: its precision must hold a score's 2 decimals
         self.projects = [str(p).strip() for p in dict.fromkeys(projects) if str(p).strip()]
         if not self.projects:
             raise FatalError("asana: no projects are configured; give their gids under 'projects'", vendor=VENDOR)
@@ -246,8 +248,26 @@ class AsanaConnector:
                         "options": [o.get("name") for o in custom.get("enum_options") or [] if isinstance(o, dict)],
                         "projects": sorted({*fields.get(str(custom["gid"]), {}).get("projects", []), project_gid}),
                     }
+        self._check_score_precision(fields)
         return {"base_url": self.base_url, "projects": projects, "configured_projects": list(self.projects),
                 "fields": fields}
+
+    def _check_score_precision(self, fields: dict[str, Any]) -> None:
+        """Asana rounds a stored number to its field's precision: a score (2 decimals) in a field with fewer
+        would come back different and be written again on every sync, so such a config is refused."""
+        if not self.score_field:
+            return
+        wanted = self.score_field.casefold()
+        for gid, meta in fields.items():
+            if str(meta.get("name") or "").casefold() != wanted or meta.get("type") != "number":
+                continue
+            precision = meta.get("precision")
+            if isinstance(precision, int) and precision < 2:
+                raise FatalError(
+                    f"asana: the score field {meta.get('name')!r} (gid {gid}, write_back.score_field) has precision "
+                    f"{precision}, and Asana rounds stored numbers to it, so every sync would rewrite the score; "
+                    "set the field's decimal places to 2 or more in Asana, or name another number field in "
+                    "write_back.score_field", vendor=VENDOR)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -552,6 +553,11 @@ def create_app(workspace: AsanaWorkspace | None = None, state: SandboxState | No
             if spec["resource_subtype"] == "number" and not (
                     value is None or (isinstance(value, int | float) and not isinstance(value, bool))):
                 return _errors(400, f"custom_fields: Number value expected for custom field {gid}")
+            if spec["resource_subtype"] == "number" and value is not None:
+                # Asana stores a number rounded to the field's precision (decimal places), half away from zero.
+                places = int(spec.get("precision", 0))
+                rounded = Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+                value = int(rounded) if places == 0 else float(rounded)
             values[gid] = value
         with space.lock:
             space.writes.append((task_gid, values))

@@ -87,7 +87,8 @@ def _build_asana(source: Any, policy: RetryPolicy) -> WorkItemSource:
     limiter = shared_limiter(f"asana-token:{hashlib.sha256(token.encode()).hexdigest()[:16]}",
                              [(per_minute, RATE_WINDOW_SECONDS)])
     return AsanaConnector(base_url=source.base_url, token=token, projects=source.projects, policy=policy,
-                          limiter=limiter)
+                          limiter=limiter,
+                          score_field=source.write_back.score_field if source.write_back.enabled else None)
 
 
 TOOLS: dict[str, ToolAdapter] = {

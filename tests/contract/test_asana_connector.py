@@ -20,7 +20,7 @@ from connectors.asana import (
     plan_requests_per_minute,
     read_cursor,
 )
-from connectors.base import AuthError, PaginationLoopError, RateLimiter, RetriableError, RetryPolicy
+from connectors.base import AuthError, FatalError, PaginationLoopError, RateLimiter, RetriableError, RetryPolicy
 from sandbox.asana import DEFAULT_TOKEN, AsanaWorkspace, create_app
 from sandbox.asana_data import EN_PROJECT, FR_PROJECT
 from sandbox.common import SandboxState, ThreadedServer
@@ -252,6 +252,23 @@ def test_writes_and_comments_reach_the_task(asana: Asana) -> None:
     assert asana.workspace.tasks["1203000000000001"].custom_fields[score] == 31.25
     connector.add_comment("1203000000000001", {"data": {"text": "KPI: 80% of target"}})
     assert asana.workspace.tasks["1203000000000001"].stories[-1]["text"] == "KPI: 80% of target"
+
+
+def test_numbers_are_stored_at_the_field_s_precision_and_a_score_field_too_coarse_is_refused(asana: Asana) -> None:
+    fields = asana.connector().describe()["fields"]
+    rank = next(gid for gid, meta in fields.items() if meta["name"] == "Marketing rank")
+    effort = next(gid for gid, meta in fields.items() if meta["name"] == "Effort")
+    assert (fields[rank]["precision"], fields[effort]["precision"]) == (0, 1)
+    asana.connector().update_item("1203000000000001", {"data": {"custom_fields": {rank: 12.5, effort: 2.25}}})
+    stored = asana.workspace.tasks["1203000000000001"].custom_fields
+    assert (stored[rank], stored[effort]) == (13, 2.3)  # as Asana does: rounded to the field's decimal places
+
+    assert asana.connector(score_field="marketing score").describe()  # precision 2: accepted, name folded
+    with pytest.raises(FatalError) as refused:
+        asana.connector(score_field="Marketing rank").describe()
+    message = str(refused.value)
+    assert "'Marketing rank'" in message and "precision 0" in message and "write_back.score_field" in message
+    assert "2 or more" in message
 
 
 def test_a_refused_write_is_a_skippable_error_naming_the_call(asana: Asana) -> None:

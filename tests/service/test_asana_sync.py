@@ -112,6 +112,23 @@ def test_an_unknown_project_pauses_the_source_with_a_clear_reason(asana, engine)
         assert db.get(SourceRow, "mkt").state == "failing"
 
 
+def test_a_score_field_without_two_decimals_pauses_the_source_saying_what_to_set(asana, engine) -> None:
+    workspace, _, url = asana
+    score = next(gid for gid, spec in workspace.custom_fields.items() if spec["name"] == "Marketing score")
+    workspace.custom_fields[score]["precision"] = 0
+    config = AppConfig.model_validate({"sources": [source(url)]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    try:
+        result = sync.run("mkt", mode="full", trigger="cli")
+    finally:
+        sync.close()
+    assert result.status == "failed"
+    assert "'Marketing score'" in (result.error or "") and "precision 0" in (result.error or "")
+    assert not stored_ids(engine)
+    with session_scope(engine) as db:
+        assert db.get(SourceRow, "mkt").state == "paused"  # not retried forever: the config must change
+
+
 def test_no_projects_is_a_fatal_error() -> None:
     from connectors.asana import AsanaConnector
 

@@ -228,7 +228,16 @@ class AsanaConnector:
         projects: dict[str, Any] = {}
         fields: dict[str, Any] = {}
         for project_gid in self.projects:
-            project = self._projects_api.get_project(project_gid, {"opt_fields": "name,workspace.gid,permalink_url"})
+            try:
+                project = self._projects_api.get_project(project_gid,
+                                                         {"opt_fields": "name,workspace.gid,permalink_url"})
+            except SkippableError as exc:
+                if exc.status not in (400, 404):
+                    raise
+                # A gid that is wrong or of a deleted project: retrying cannot help, the config must change.
+                raise FatalError(f"asana: project {project_gid!r} (sources[].projects) cannot be read with this "
+                                 f"token: HTTP {exc.status}; check the project gid and that the token's user can "
+                                 "see the project", status=exc.status, vendor=VENDOR) from exc
             if not isinstance(project, dict):
                 raise ConnectorError(f"asana: project {project_gid} answered without data", vendor=VENDOR)
             projects[project_gid] = {"name": project.get("name"),

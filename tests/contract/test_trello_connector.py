@@ -289,23 +289,26 @@ def test_positions_follow_the_rank_and_comments_go_through_the_outbox(trello, en
     sync.close()
 
 
-def test_webhooks_register_creates_one_per_board_after_trello_s_head_check(trello, tmp_path: Path) -> None:
+def test_webhooks_register_creates_one_per_board_after_trello_s_head_check(
+        trello, tmp_path: Path, monkeypatch) -> None:
     site, server = trello
     receiver = FastAPI()
     receiver.add_api_route("/webhooks/trello/mkt", lambda: Response(status_code=200), methods=["HEAD"])
+    monkeypatch.setenv("T_SECRET", site.app_secret)
     config = tmp_path / "config.yaml"
     boards = [b.short_link for b in site.boards.values()]
-    config.write_text(yaml.safe_dump({"sources": [{
-        "name": "mkt", "kind": "trello", "base_url": server.url, "api_key": {"env": "T_KEY"},
-        "token": {"env": "T_TOKEN"}, "boards": boards}]}))
     with serve(receiver) as daemon:
         url = f"{daemon.url}/webhooks/trello/mkt"
-        result = CliRunner().invoke(cli, ["webhooks", "register", "--source", "mkt", "--url", url, "-c", str(config)])
+        source = {"kind": "trello", "base_url": server.url, "api_key": {"env": "T_KEY"}, "token": {"env": "T_TOKEN"},
+                  "boards": boards, "webhook_secret": {"env": "T_SECRET"}}
+        config.write_text(yaml.safe_dump({"sources": [{"name": "mkt", **source, "webhook_url": url},
+                                                      {"name": "lost", **source, "webhook_url": url + "/nope"}]}))
+        # Without --url the source's webhook_url is registered: the URL the daemon verifies signatures against.
+        result = CliRunner().invoke(cli, ["webhooks", "register", "--source", "mkt", "-c", str(config)])
         assert result.exit_code == 0, result.output
         assert result.output.count("registered trello webhook") == 2
         assert {hook["idModel"] for hook in site.webhooks} == set(site.boards)
         assert all(hook["callbackURL"] == url for hook in site.webhooks)
-        refused = CliRunner().invoke(cli, ["webhooks", "register", "--source", "mkt", "--url", url + "/nope",
-                                           "-c", str(config)])
+        refused = CliRunner().invoke(cli, ["webhooks", "register", "--source", "lost", "-c", str(config)])
         assert refused.exit_code == 1 and "did not return 200" in refused.output
     assert DEFAULT_TOKEN not in result.output + refused.output

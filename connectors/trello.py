@@ -134,8 +134,10 @@ class TrelloConnector:
             shared_limiter(f"trello-token:{_fingerprint(token)}", [(token_limit[0], token_limit[1] * WINDOW_MARGIN)]),
             shared_limiter(f"trello-key:{_fingerprint(api_key)}", [(key_limit[0], key_limit[1] * WINDOW_MARGIN)]),
         ])
+        # Trello's 429 has no Retry-After and its window is 10 s: wait a whole window, not 0.5 s, 1 s, 2 s...
         self._session = make_session(vendor=VENDOR, policy=policy or RetryPolicy(), limiter=self.limiter,
-                                     timeout=timeout, rebase=(TRELLO_API, self.base_url))
+                                     timeout=timeout, rebase=(TRELLO_API, self.base_url),
+                                     retry_after_429=token_limit[1] * WINDOW_MARGIN)
         # py-trello's key/token mode: without token/token_secret it sends key= and token= (from api_secret).
         self._client = TrelloClient(api_key=api_key, api_secret=token, http_service=self._session)
         self._boards: dict[str, dict[str, Any]] | None = None  # board id -> what describe() read

@@ -42,6 +42,7 @@ from connectors.asana_webhooks import parse_webhook, verify_webhook
 from connectors.base import (
     DEFAULT_TIMEOUT,
     Answer,
+    AuthError,
     ConnectorError,
     FatalError,
     Page,
@@ -192,7 +193,9 @@ class AsanaConnector:
         policy: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        score_field: str | None = None,
     ) -> None:
+        self.score_field = score_field  # write_back.score_field: its precision must hold a score's 2 decimals
         self.projects = [str(p).strip() for p in dict.fromkeys(projects) if str(p).strip()]
         if not self.projects:
             raise FatalError("asana: no projects are configured; give their gids under 'projects'", vendor=VENDOR)
@@ -213,6 +216,7 @@ class AsanaConnector:
         self._field_settings = asana.CustomFieldSettingsApi(self._client)
         self._stories = asana.StoriesApi(self._client)
         self._webhooks = asana.WebhooksApi(self._client)
+        self._users = asana.UsersApi(self._client)
 
     @property
     def calls(self) -> int:
@@ -226,7 +230,16 @@ class AsanaConnector:
         projects: dict[str, Any] = {}
         fields: dict[str, Any] = {}
         for project_gid in self.projects:
-            project = self._projects_api.get_project(project_gid, {"opt_fields": "name,workspace.gid,permalink_url"})
+            try:
+                project = self._projects_api.get_project(project_gid,
+                                                         {"opt_fields": "name,workspace.gid,permalink_url"})
+            except SkippableError as exc:
+                if exc.status not in (400, 404):
+                    raise
+                # A gid that is wrong or of a deleted project: retrying cannot help, the config must change.
+                raise FatalError(f"asana: project {project_gid!r} (sources[].projects) cannot be read with this "
+                                 f"token: HTTP {exc.status}; check the project gid and that the token's user can "
+                                 "see the project", status=exc.status, vendor=VENDOR) from exc
             if not isinstance(project, dict):
                 raise ConnectorError(f"asana: project {project_gid} answered without data", vendor=VENDOR)
             projects[project_gid] = {"name": project.get("name"),
@@ -246,8 +259,26 @@ class AsanaConnector:
                         "options": [o.get("name") for o in custom.get("enum_options") or [] if isinstance(o, dict)],
                         "projects": sorted({*fields.get(str(custom["gid"]), {}).get("projects", []), project_gid}),
                     }
+        self._check_score_precision(fields)
         return {"base_url": self.base_url, "projects": projects, "configured_projects": list(self.projects),
                 "fields": fields}
+
+    def _check_score_precision(self, fields: dict[str, Any]) -> None:
+        """Asana rounds a stored number to its field's precision: a score (2 decimals) in a field with fewer
+        would come back different and be written again on every sync, so such a config is refused."""
+        if not self.score_field:
+            return
+        wanted = self.score_field.casefold()
+        for gid, meta in fields.items():
+            if str(meta.get("name") or "").casefold() != wanted or meta.get("type") != "number":
+                continue
+            precision = meta.get("precision")
+            if isinstance(precision, int) and precision < 2:
+                raise FatalError(
+                    f"asana: the score field {meta.get('name')!r} (gid {gid}, write_back.score_field) has precision "
+                    f"{precision}, and Asana rounds stored numbers to it, so every sync would rewrite the score; "
+                    "set the field's decimal places to 2 or more in Asana, or name another number field in "
+                    "write_back.score_field", vendor=VENDOR)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -414,14 +445,28 @@ class AsanaConnector:
     def _fetch_tasks(self, gids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Reads tasks by gid; a task that no longer exists (404) maps to None."""
         found: dict[str, dict[str, Any] | None] = {}
+        credential_checked = False
         for gid in dict.fromkeys(gids):
             try:
                 task = self._tasks.get_task(gid, {"opt_fields": TASK_FIELDS})
             except SkippableError as exc:
-                if exc.status in (403, 404):
+                if exc.status == 404:
                     found[gid] = None
                     continue
                 raise
+            except AuthError as exc:
+                # 401/403 on one task: a task the token cannot see, or a dead token. One cheap call tells which;
+                # a task out of sight is out of scope (left out), a dead token pauses the source.
+                if not credential_checked:
+                    try:
+                        self._users.get_user("me", {"opt_fields": "gid"})
+                    except AuthError:
+                        raise exc from None
+                    credential_checked = True
+                log.warning("asana: task %s cannot be read with this token (HTTP %s) although the token works; "
+                            "it is left out as out of scope", gid, exc.status)
+                found[gid] = None
+                continue
             found[gid] = task if isinstance(task, dict) else None
         return found
 

@@ -25,7 +25,9 @@ def verify_webhook(*, headers: dict[str, str], body: bytes, url: str, secret: st
     supplied = {k.lower(): v for k, v in headers.items()}.get("x-hook-signature", "").strip()
     if not supplied:
         return False
-    return hmac.compare_digest(supplied, sign(secret, body))
+    # compare_digest refuses a str with non-ASCII characters (TypeError): compare bytes, a foreign
+    # character becoming '?', which never matches a hex digest.
+    return hmac.compare_digest(supplied.encode("ascii", "replace"), sign(secret, body).encode("ascii"))
 
 
 def _gid(value: Any) -> str | None:

@@ -362,8 +362,12 @@ class PolicyAdapter(HTTPAdapter):
         sleep: Callable[[float], None] = time.sleep,
         pool_maxsize: int = 10,
         rebase: tuple[str, str] | None = None,
+        retry_after_429: float | None = None,
     ) -> None:
         super().__init__(max_retries=0, pool_maxsize=pool_maxsize)
+        # A vendor that sends 429 without Retry-After but has a known rate window (Trello: 10 s): that wait,
+        # capped by the policy's max_delay, instead of back-off steps that could all fall inside one window.
+        self.retry_after_429 = retry_after_429
         self.vendor = vendor
         self.policy = policy
         self.limiter = limiter
@@ -400,6 +404,8 @@ class PolicyAdapter(HTTPAdapter):
                 error = error_for_response(response, self.vendor)
                 assert isinstance(error, RetriableError)
                 response.close()
+                if response.status_code == 429 and error.retry_after is None and self.retry_after_429 is not None:
+                    error.retry_after = min(self.retry_after_429, self.policy.max_delay)
                 raise error
             return response
 
@@ -439,12 +445,14 @@ def make_session(
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rebase: tuple[str, str] | None = None,
+    retry_after_429: float | None = None,
 ) -> requests.Session:
     """Returns a requests.Session (or equips the one given) with the project's one HTTP policy.
 
     429, 5xx and connection errors are retried inside the adapter (honouring Retry-After), 401/403
     raise AuthError, and other statuses are returned for the caller to inspect. `rebase=(vendor base,
-    configured base)` sends URLs a library built on the vendor's fixed host to the configured one.
+    configured base)` sends URLs a library built on the vendor's fixed host to the configured one;
+    `retry_after_429` is the wait after a 429 that carries no Retry-After (the vendor's rate window).
     """
     session = session if session is not None else requests.Session()
     pool_log = logging.getLogger("urllib3.connectionpool")
@@ -452,7 +460,7 @@ def make_session(
         pool_log.addFilter(_QUERY_FILTER)
     adapter = PolicyAdapter(
         vendor=vendor, policy=policy or RetryPolicy(), limiter=limiter, timeout=timeout, sleep=sleep,
-        rebase=rebase,
+        rebase=rebase, retry_after_429=retry_after_429,
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -40,6 +40,7 @@ from trello import ResourceUnavailable, TrelloClient
 
 from connectors.base import (
     DEFAULT_TIMEOUT,
+    AuthError,
     ConnectorError,
     FatalError,
     LimiterGroup,
@@ -135,8 +136,10 @@ class TrelloConnector:
             shared_limiter(f"trello-token:{_fingerprint(token)}", [(token_limit[0], token_limit[1] * WINDOW_MARGIN)]),
             shared_limiter(f"trello-key:{_fingerprint(api_key)}", [(key_limit[0], key_limit[1] * WINDOW_MARGIN)]),
         ])
+        # Trello's 429 has no Retry-After and its window is 10 s: wait a whole window, not 0.5 s, 1 s, 2 s...
         self._session = make_session(vendor=VENDOR, policy=policy or RetryPolicy(), limiter=self.limiter,
-                                     timeout=timeout, rebase=(TRELLO_API, self.base_url))
+                                     timeout=timeout, rebase=(TRELLO_API, self.base_url),
+                                     retry_after_429=token_limit[1] * WINDOW_MARGIN)
         # py-trello's key/token mode: without token/token_secret it sends key= and token= (from api_secret).
         self._client = TrelloClient(api_key=api_key, api_secret=token, http_service=self._session)
         self._boards: dict[str, dict[str, Any]] | None = None  # board id -> what describe() read
@@ -232,13 +235,22 @@ class TrelloConnector:
             touched, deleted, newest = self._actions_since(board_id, since)
             state[board_id] = newest or since
             if len(touched) > FETCH_ONE_BY_ONE:
-                wanted = set(touched)
+                # A card already read on an earlier board (it moved there) is not read, nor removed, again.
+                wanted = set(touched) - read_here
                 found: set[str] = set()
                 for records, last in _with_last(self._card_pages(board_id)):
                     keep = [card for card in records if card["id"] in wanted]
                     found.update(card["id"] for card in keep)
-                    gone = sorted((wanted - found) | deleted) if last else []
+                    gone: list[str] = []
+                    if last:
+                        # A changed card no longer on this board may have moved to another configured board:
+                        # it keeps its item. Only what no configured board has is removed.
+                        elsewhere = self.fetch(sorted(wanted - found)) if wanted - found else []
+                        keep.extend(elsewhere)
+                        found.update(card["id"] for card in elsewhere)
+                        gone = sorted((wanted - found) | deleted)
                     yield Page(records=keep, cursor=format_cursor(state) if last else None, deleted_ids=gone)
+                read_here.update(wanted)
                 continue
             # A card moved between two configured boards shows on both; it is read once.
             wanted = [card_id for card_id in touched if card_id not in read_here]
@@ -342,17 +354,27 @@ class TrelloConnector:
                 if exc.status in (400, 404):
                     return []  # deleted (or never a card): it leaves the backlog
                 raise
+            except AuthError as exc:
+                self._out_of_sight(ids[0], exc)
+                return []
             return [card] if isinstance(card, dict) else []
         answers = self._json("/batch", query={"urls": ",".join(f"/cards/{i}?customFieldItems=true" for i in ids)})
         if not isinstance(answers, list) or len(answers) != len(ids):
             raise ConnectorError(f"trello: /batch answered {type(answers).__name__} for {len(ids)} cards",
                                  vendor=VENDOR)
         cards = []
+        credential_checked = False
         for card_id, answer in zip(ids, answers, strict=True):
             # Each route's answer is keyed by its status: {"200": card} or {"404": "..."}.
             status, body = next(iter(answer.items())) if isinstance(answer, dict) and answer else ("?", None)
             if status == "200" and isinstance(body, dict):
                 cards.append(body)
+            elif status in ("401", "403"):
+                error = error_for_status(int(status), headers=None, body=str(body)[:200], vendor=VENDOR,
+                                         where=f"/batch (card {card_id})")
+                assert isinstance(error, AuthError)
+                self._out_of_sight(card_id, error, checked=credential_checked)
+                credential_checked = True  # the token answered once: the batch's other refusals are cards too
             elif status not in ("400", "404"):
                 # A 200 without a card, or an unreadable status, is a bad answer from Trello's side.
                 code = int(status) if str(status).isdigit() and int(status) >= 400 else 502
@@ -361,6 +383,20 @@ class TrelloConnector:
                 assert error is not None  # code is at least 400
                 raise error
         return cards
+
+    def _out_of_sight(self, card_id: str, error: AuthError, *, checked: bool = False) -> None:
+        """A card read refused with 401/403: Trello answers 401 for a card on a board the token cannot see.
+
+        One cheap call (GET /1/members/me) tells the two apart: if the token still works, the card is out of
+        scope (not on a board shared with it, so on none of ours) and is left out; if not, the AuthError stands
+        and the source is paused for new credentials."""
+        if not checked:
+            try:
+                self._json("/members/me", query={"fields": "id"})
+            except AuthError:
+                raise error from None
+        log.warning("trello: card %s cannot be read with this token (HTTP %s) although the token works: "
+                    "it is on a board the token cannot see, so it is left out", card_id, error.status)
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -98,6 +99,8 @@ class AsanaWorkspace:
         self.sync_tokens: dict[str, tuple[str, int, int]] = {}  # token -> (project, position, generation)
         self.generation = 0
         self.webhooks: list[dict[str, Any]] = []
+        self.me = {"gid": "1200000000000999", "name": "Marketing Ops", "email": "ops@example.com"}
+        self.hidden_tasks: set[str] = set()  # tasks the token's user cannot see: GET /tasks/{gid} answers 403
         self.webhook_log: list[dict[str, Any]] = []
         self.writes: list[tuple[str, dict[str, Any]]] = []  # (task gid, custom_fields) of every PUT
         self._outgoing: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue()
@@ -519,11 +522,20 @@ def create_app(workspace: AsanaWorkspace | None = None, state: SandboxState | No
                      if project_gid in t.projects and (since is None or t.modified_at >= since)]
         return page_of(tasks, request, "/tasks", lambda t: space.render_task(t, wanted))
 
+    @app.get("/users/{user_gid}")
+    def get_user(user_gid: str) -> Any:
+        if user_gid not in ("me", space.me["gid"]):
+            return _errors(404, f"user: Unknown object: {user_gid}")
+        return {"data": {**space.me, "resource_type": "user"}}
+
     @app.get("/tasks/{task_gid}")
     def get_task(task_gid: str, request: Request) -> Any:
         task = space.tasks.get(task_gid)
         if task is None:
             return _errors(404, f"task: Unknown object: {task_gid}")
+        if task_gid in space.hidden_tasks:
+            # A task in a project the token's user is not a member of: Asana answers 403.
+            return _errors(403, "Forbidden")
         return {"data": space.render_task(task, _wanted(request))}
 
     @app.put("/tasks/{task_gid}")
@@ -550,6 +562,11 @@ def create_app(workspace: AsanaWorkspace | None = None, state: SandboxState | No
             if spec["resource_subtype"] == "number" and not (
                     value is None or (isinstance(value, int | float) and not isinstance(value, bool))):
                 return _errors(400, f"custom_fields: Number value expected for custom field {gid}")
+            if spec["resource_subtype"] == "number" and value is not None:
+                # Asana stores a number rounded to the field's precision (decimal places), half away from zero.
+                places = int(spec.get("precision", 0))
+                rounded = Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+                value = int(rounded) if places == 0 else float(rounded)
             values[gid] = value
         with space.lock:
             space.writes.append((task_gid, values))

@@ -124,6 +124,7 @@ class TrelloSite:
         self.app_secret = DEFAULT_SECRET
         self.me = {"id": new_id(), "fullName": "Marketing Ops", "username": "marketingops"}
         self.boards: dict[str, Board] = {}
+        self.hidden_boards: set[str] = set()  # boards not shared with the token's member: their cards answer 401
         self.by_short: dict[str, str] = {}
         self.cards: dict[str, Card] = {}
         self.webhooks: list[dict[str, Any]] = []
@@ -591,6 +592,9 @@ def create_app(site: TrelloSite | None = None, state: SandboxState | None = None
         card = site.find(id)
         if card is None:
             return _text("The requested resource was not found.", 404)
+        if card.id_board in site.hidden_boards:
+            # Trello answers 401 (not 403/404) for a card on a board not shared with the token's member.
+            return _text("unauthorized card permission requested", 401)
         with site.lock:
             return _json(site.render_card(card, _fields(request), request.query_params.get("customFieldItems")
                                           == "true"))
@@ -762,6 +766,10 @@ def create_app(site: TrelloSite | None = None, state: SandboxState | None = None
         board = site.board(model)
         hook = site.register_webhook(callback, board.id if board else model, str(body.get("description") or ""))
         return _json(hook)
+
+    @app.get("/1/members/me")
+    def get_me() -> Response:
+        return _json(dict(site.me))  # the token's member: what a cheap "is this token alive" call reads
 
     @app.get("/1/batch")
     async def batch(request: Request) -> Response:

@@ -127,7 +127,9 @@ def webhook_url(
 @webhooks_app.command("register")
 def webhook_register(
     source: Annotated[str, typer.Option(help="The source to register a webhook for.")],
-    url: Annotated[str, typer.Option(help="The public callback URL the tool will call, exactly as it will sign it.")],
+    url: Annotated[str | None, typer.Option(
+        help="The public callback URL the tool will call, exactly as it will sign it (Trello: default and only "
+             "allowed value, the source's webhook_url).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Creates the tool's webhook for a source through the tool's API (Trello, Asana); the daemon must be reachable
@@ -139,6 +141,11 @@ def webhook_register(
     found = loaded.source(source)
     if found is None:
         err.print(f"[red]No source named {source!r}; configured: {', '.join(s.name for s in loaded.sources)}[/red]")
+        raise typer.Exit(2)
+    if found.kind == "trello":
+        url = _trello_callback_url(found, url)
+    if not url:
+        err.print(f"[red]Give the public callback URL with --url for source {found.name!r}.[/red]")
         raise typer.Exit(2)
     connector = tool_for(found.kind).build(found, RetryPolicy())
     try:
@@ -168,6 +175,27 @@ def webhook_register(
         connector.close()
     for webhook_id in ids:
         console.print(f"registered {found.kind} webhook {webhook_id} -> {url}", highlight=False, soft_wrap=True)
+
+
+def _trello_callback_url(found: Any, url: str | None) -> str:
+    """Trello signs each delivery with the app secret over body + callback URL, and the daemon checks it against
+    webhook_secret and webhook_url: a webhook registered without the one or on another URL is refused forever."""
+    if found.webhook_secret is None:
+        err.print(f"[red]Source {found.name!r} has no webhook_secret: set sources[].webhook_secret to the Trello app "
+                  "secret before registering, or the daemon refuses every delivery as unsigned.[/red]", soft_wrap=True)
+        raise typer.Exit(2)
+    if url is None:
+        url = found.webhook_url
+    if url is None:
+        err.print(f"[red]Give --url, or set sources[].webhook_url of {found.name!r} to the public callback "
+                  "URL.[/red]", soft_wrap=True)
+        raise typer.Exit(2)
+    if found.webhook_url is not None and url != found.webhook_url:
+        err.print(f"[red]--url {url} differs from the webhook_url of {found.name!r} ({found.webhook_url}): Trello "
+                  "signs with the URL it is given and the daemon verifies against webhook_url, so every delivery "
+                  "would be refused; omit --url or set webhook_url to it.[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return url
 
 
 @app.command()

@@ -27,7 +27,7 @@ from service.db import session_scope
 from service.logs import correlation_id
 from service.outbox import WORKER_ID, OutboxWorker
 from service.planning import plan_writes, same_value
-from service.registry import profile_for, tool_for
+from service.registry import owned_field_for, profile_for, tool_for
 from service.scoring_job import rescore_source
 from service.sync import SyncService, remove_items, upsert_items
 from service.tables import InboxRow, WriteLogRow, utcnow
@@ -338,7 +338,7 @@ class InboxWorker:
         """True when every change in the event is one of our fields set to a value we wrote."""
         if not event.changed_fields:
             return False
-        logical = [own.get(name) for name in event.changed_fields]
+        logical = [owned_field_for(own, name) for name in event.changed_fields]
         if any(f is None for f in logical):
             return False  # at least one change is the user's
         since = utcnow() - ECHO_WINDOW

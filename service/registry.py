@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.base import RateLimiter, RetryPolicy, WorkItemSource, shared_limiter
 from mappings.model import BacklogItem
-from mappings.profile import Profile, default_profile
+from mappings.profile import Profile, default_profile, fold
 from service.config import SourceConfig, WriteBack
 
 
@@ -87,7 +87,8 @@ def _build_asana(source: Any, policy: RetryPolicy) -> WorkItemSource:
     limiter = shared_limiter(f"asana-token:{hashlib.sha256(token.encode()).hexdigest()[:16]}",
                              [(per_minute, RATE_WINDOW_SECONDS)])
     return AsanaConnector(base_url=source.base_url, token=token, projects=source.projects, policy=policy,
-                          limiter=limiter)
+                          limiter=limiter,
+                          score_field=source.write_back.score_field if source.write_back.enabled else None)
 
 
 TOOLS: dict[str, ToolAdapter] = {
@@ -133,13 +134,19 @@ def owned_field_names(kind: str, *, profile: Profile, context: dict[str, Any]) -
     names: dict[str, str] = {}
     for logical in OWNED_LOGICAL_FIELDS:
         for name in profile.field_names(logical):
-            names[name] = logical
+            # Names are matched folded, as the mappings match them: "marketing score" is "Marketing score".
+            names[fold(name)] = logical
     by_name = dict(names)
     for field_id, meta in _context_fields(kind, context):
-        logical = by_name.get(str(meta.get("name", "")))
+        logical = by_name.get(fold(str(meta.get("name", ""))))
         if logical is not None:
             names[field_id] = logical
     return names
+
+
+def owned_field_for(owned: dict[str, str], name: str) -> str | None:
+    """The logical field an event's changed field (an id, or a name in any case or accents) is, if it is ours."""
+    return owned.get(name) or owned.get(fold(name))
 
 
 def _context_fields(kind: str, context: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -22,6 +22,7 @@ from connectors.asana import (
 )
 from connectors.base import (
     AuthError,
+    FatalError,
     PaginationLoopError,
     RateLimiter,
     ReadsComments,
@@ -205,6 +206,20 @@ def test_list_ids_and_fetch_respect_the_configured_projects(asana: Asana) -> Non
     assert connector.fetch(["999"]) == []  # gone
 
 
+def test_a_task_the_token_cannot_see_is_left_out_while_a_dead_token_still_pauses(asana: Asana) -> None:
+    connector = asana.connector()
+    hidden, visible = "1203000000000001", "1203000000000002"
+    asana.workspace.hidden_tasks.add(hidden)
+    found = connector.fetch([hidden, visible])
+    assert [task["gid"] for task in found] == [visible]  # the 403 task is out of scope, the rest is read
+    assert asana.state.hits("GET", "/users/{user_gid}") == 1  # the token was checked once, and works
+
+    asana.workspace.token = "a-revoked-token"  # now every call, the check included, answers 401
+    with pytest.raises(AuthError):
+        connector.fetch([hidden])
+    assert asana.state.hits("GET", "/users/{user_gid}") == 2
+
+
 def test_the_limiter_keeps_the_token_under_the_enforced_limit(asana: Asana) -> None:
     asana.workspace.requests_per_minute, asana.workspace.window_seconds = 10, 2.0
     connector = asana.connector(limiter=RateLimiter([(10, 2.1)]))
@@ -261,6 +276,23 @@ def test_recent_comments_are_the_comment_stories_newest_first_across_pages(asana
     assert asana.state.counters["GET /tasks/{task_gid}/stories"] - before == 2  # 124 stories, 100 a page
     assert connector.recent_comments(gid, 10)[-1] == "KPI result 0"
     assert connector.recent_comments("1203000000000999", 5) == []  # a task that is gone has none
+
+
+def test_numbers_are_stored_at_the_field_s_precision_and_a_score_field_too_coarse_is_refused(asana: Asana) -> None:
+    fields = asana.connector().describe()["fields"]
+    rank = next(gid for gid, meta in fields.items() if meta["name"] == "Marketing rank")
+    effort = next(gid for gid, meta in fields.items() if meta["name"] == "Effort")
+    assert (fields[rank]["precision"], fields[effort]["precision"]) == (0, 1)
+    asana.connector().update_item("1203000000000001", {"data": {"custom_fields": {rank: 12.5, effort: 2.25}}})
+    stored = asana.workspace.tasks["1203000000000001"].custom_fields
+    assert (stored[rank], stored[effort]) == (13, 2.3)  # as Asana does: rounded to the field's decimal places
+
+    assert asana.connector(score_field="marketing score").describe()  # precision 2: accepted, name folded
+    with pytest.raises(FatalError) as refused:
+        asana.connector(score_field="Marketing rank").describe()
+    message = str(refused.value)
+    assert "'Marketing rank'" in message and "precision 0" in message and "write_back.score_field" in message
+    assert "2 or more" in message
 
 
 def test_a_refused_write_is_a_skippable_error_naming_the_call(asana: Asana) -> None:

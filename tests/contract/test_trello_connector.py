@@ -124,6 +124,41 @@ def test_incremental_sync_notices_moved_archived_and_deleted_cards(trello, engin
     sync.close()
 
 
+def test_a_card_moved_to_another_board_keeps_its_item_when_many_cards_changed(trello, engine, monkeypatch) -> None:
+    site, server = trello
+    compress_time(monkeypatch, site)
+    en, fr = site.board_named("Marketing backlog"), site.board_named("Backlog marketing")
+    site.generate(70)
+    sync = service(engine, server, [fr.id, en.id])  # the French board is read first
+    assert sync.run("mkt", mode="full").status == "succeeded"
+    cards = sorted(en.cards.values(), key=lambda c: c.id)
+    moved, others = cards[0], cards[1:60]
+    site.move_to_board(moved.id, fr.id)
+    for card in others:  # with the moved card, 60 changed cards on the English board: it is paged
+        site.user_sets_field(card.id, "Reach", 4321)
+    result = sync.run("mkt")
+    assert result.status == "succeeded", result.error
+    rows = stored(engine)
+    assert moved.id in rows and rows[moved.id].container == fr.id
+    sync.close()
+
+    # Boards the other way round: the English board's paged read finds the card on the French board.
+    site.move_to_board(moved.id, en.id)
+    sync = service(engine, server, [fr.id, en.id])
+    assert sync.run("mkt").status == "succeeded"
+    other = cards[60]
+    site.move_to_board(other.id, fr.id)
+    for card in others:
+        site.user_sets_field(card.id, "Reach", 1234)
+    sync.close()
+    reversed_sync = service(engine, server, [en.id, fr.id])
+    result = reversed_sync.run("mkt")
+    assert result.status == "succeeded", result.error
+    rows = stored(engine)
+    assert other.id in rows and rows[other.id].container == fr.id
+    reversed_sync.close()
+
+
 def test_cards_are_read_ten_a_call_and_missing_ones_left_out(trello, monkeypatch) -> None:
     site, server = trello
     compress_time(monkeypatch, site)
@@ -138,6 +173,26 @@ def test_cards_are_read_ten_a_call_and_missing_ones_left_out(trello, monkeypatch
     assert sorted(card["id"] for card in found) == ids[2:]
     assert all("customFieldItems" in card for card in found)
     assert server.counters.hits("GET", "/1/batch") - before == 2  # 13 well-formed ids: 10 + 3
+
+
+def test_a_card_on_a_board_the_token_cannot_see_is_left_out_while_a_dead_token_still_pauses(
+        trello, monkeypatch) -> None:
+    site, server = trello
+    compress_time(monkeypatch, site)
+    en = site.board_named("Marketing backlog")
+    hidden = site.add_board(SeedBoard("Private board", "PrIvAtEb", ["To Do"], [], [], [SeedCard("Secret", "To Do")]))
+    site.hidden_boards.add(hidden.id)
+    secret = next(iter(hidden.cards))
+    client = connector(server, [en.id])
+    ours = sorted(en.cards)[:3]
+    assert client.fetch([secret]) == []  # alone: GET /1/cards/{id} answers 401, the token works
+    assert sorted(card["id"] for card in client.fetch([secret, *ours])) == ours  # in a /1/batch
+    assert server.counters.hits("GET", "/1/members/me") == 2
+
+    site.token = "a-revoked-token-0123456789"  # every call, the check included, now answers 401
+    for ids in ([secret], [secret, *ours]):
+        with pytest.raises(AuthError):
+            client.fetch(ids)
 
 
 def test_limits_hold_at_trello_s_real_10_second_windows(trello) -> None:
@@ -253,23 +308,26 @@ def test_recent_comments_are_the_card_s_comment_actions_newest_first(trello) -> 
     assert trello.recent_comments("../boards", 5) == []  # not a card id: never sent
 
 
-def test_webhooks_register_creates_one_per_board_after_trello_s_head_check(trello, tmp_path: Path) -> None:
+def test_webhooks_register_creates_one_per_board_after_trello_s_head_check(
+        trello, tmp_path: Path, monkeypatch) -> None:
     site, server = trello
     receiver = FastAPI()
     receiver.add_api_route("/webhooks/trello/mkt", lambda: Response(status_code=200), methods=["HEAD"])
+    monkeypatch.setenv("T_SECRET", site.app_secret)
     config = tmp_path / "config.yaml"
     boards = [b.short_link for b in site.boards.values()]
-    config.write_text(yaml.safe_dump({"sources": [{
-        "name": "mkt", "kind": "trello", "base_url": server.url, "api_key": {"env": "T_KEY"},
-        "token": {"env": "T_TOKEN"}, "boards": boards}]}))
     with serve(receiver) as daemon:
         url = f"{daemon.url}/webhooks/trello/mkt"
-        result = CliRunner().invoke(cli, ["webhooks", "register", "--source", "mkt", "--url", url, "-c", str(config)])
+        source = {"kind": "trello", "base_url": server.url, "api_key": {"env": "T_KEY"}, "token": {"env": "T_TOKEN"},
+                  "boards": boards, "webhook_secret": {"env": "T_SECRET"}}
+        config.write_text(yaml.safe_dump({"sources": [{"name": "mkt", **source, "webhook_url": url},
+                                                      {"name": "lost", **source, "webhook_url": url + "/nope"}]}))
+        # Without --url the source's webhook_url is registered: the URL the daemon verifies signatures against.
+        result = CliRunner().invoke(cli, ["webhooks", "register", "--source", "mkt", "-c", str(config)])
         assert result.exit_code == 0, result.output
         assert result.output.count("registered trello webhook") == 2
         assert {hook["idModel"] for hook in site.webhooks} == set(site.boards)
         assert all(hook["callbackURL"] == url for hook in site.webhooks)
-        refused = CliRunner().invoke(cli, ["webhooks", "register", "--source", "mkt", "--url", url + "/nope",
-                                           "-c", str(config)])
+        refused = CliRunner().invoke(cli, ["webhooks", "register", "--source", "lost", "-c", str(config)])
         assert refused.exit_code == 1 and "did not return 200" in refused.output
     assert DEFAULT_TOKEN not in result.output + refused.output

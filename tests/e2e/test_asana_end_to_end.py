@@ -182,6 +182,22 @@ def test_bad_signatures_are_refused_and_heartbeats_accepted(running: Running) ->
     assert good.status_code == 200 and good.json() == {"stored": True}
 
 
+def test_a_non_ascii_signature_is_refused_not_an_error(running: Running) -> None:
+    register(running)
+    with session_scope(running.engine) as db:
+        secret = db.get(WebhookSecretRow, asana_secret_key("mkt", EN_PROJECT)).secret
+        stored = db.scalar(select(func.count()).select_from(InboxRow))
+    body = json.dumps({"events": [{"action": "changed", "resource": {"gid": TASK, "resource_type": "task"},
+                                   "created_at": "2026-12-01T10:00:00.000Z", "change": {"field": "name"}}]}).encode()
+    # Raw bytes on the wire: the server reads them as Latin-1, so the header holds non-ASCII characters.
+    forged = ("é" + sign(secret, body)[1:] + "✓").encode()
+    answer = httpx.post(f"{running.hook_base}/{EN_PROJECT}", content=body, headers={"X-Hook-Signature": forged},
+                        timeout=10)
+    assert answer.status_code == 401
+    with session_scope(running.engine) as db:
+        assert db.scalar(select(func.count()).select_from(InboxRow)) == stored
+
+
 def test_a_deleted_task_leaves_the_backlog(running: Running) -> None:
     register(running)
     assert running.workspace.delete("1203000000000005")

@@ -99,7 +99,7 @@ def test_expired_tokens_then_reconcile_find_what_events_did_not(asana, engine) -
 
 
 def test_an_unknown_project_pauses_the_source_with_a_clear_reason(asana, engine) -> None:
-    _, _, url = asana
+    _, state, url = asana
     config = AppConfig.model_validate({"sources": [{**source(url), "projects": [EN_PROJECT, "999"]}]})
     sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
     try:
@@ -107,9 +107,28 @@ def test_an_unknown_project_pauses_the_source_with_a_clear_reason(asana, engine)
     finally:
         sync.close()
     assert result.status == "failed"
-    assert "HTTP 404 on GET" in (result.error or "") and "/projects/999" in (result.error or "")
+    error = result.error or ""
+    assert error.startswith("paused:") and "'999'" in error and "sources[].projects" in error and "HTTP 404" in error
+    assert state.hits("GET", "/projects/{project_gid}") == 2  # the known project, then the unknown one, once
     with session_scope(engine) as db:
-        assert db.get(SourceRow, "mkt").state == "failing"
+        assert db.get(SourceRow, "mkt").state == "paused"  # not retried until the config changes
+
+
+def test_a_score_field_without_two_decimals_pauses_the_source_saying_what_to_set(asana, engine) -> None:
+    workspace, _, url = asana
+    score = next(gid for gid, spec in workspace.custom_fields.items() if spec["name"] == "Marketing score")
+    workspace.custom_fields[score]["precision"] = 0
+    config = AppConfig.model_validate({"sources": [source(url)]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    try:
+        result = sync.run("mkt", mode="full", trigger="cli")
+    finally:
+        sync.close()
+    assert result.status == "failed"
+    assert "'Marketing score'" in (result.error or "") and "precision 0" in (result.error or "")
+    assert not stored_ids(engine)
+    with session_scope(engine) as db:
+        assert db.get(SourceRow, "mkt").state == "paused"  # not retried forever: the config must change
 
 
 def test_no_projects_is_a_fatal_error() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from sandbox.common import SandboxState, ThreadedServer
@@ -342,3 +343,28 @@ def test_webhooks_register_names_an_unknown_source(config: Path) -> None:
                     "--config", str(config))
     assert result.exit_code == 2
     assert "No source named 'nope'" in flat(result.stderr)
+
+
+def test_webhooks_register_refuses_a_trello_source_that_could_not_verify_its_deliveries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CLI_T_KEY", "CLI_T_TOKEN", "CLI_T_SECRET"):
+        monkeypatch.setenv(name, f"{name.lower()}-0123456789abcdef")
+    trello = {"kind": "trello", "base_url": "http://127.0.0.1:9", "api_key": {"env": "CLI_T_KEY"},
+              "token": {"env": "CLI_T_TOKEN"}, "boards": ["AbCdEfGh"]}
+    signed = {"webhook_secret": {"env": "CLI_T_SECRET"}, "webhook_url": "https://bs.example/webhooks/trello/signed"}
+    path = tmp_path / "backlog-sync.yaml"
+    sources = [{"name": "unsigned", **trello}, {"name": "signed", **trello, **signed},
+               {"name": "nourl", **trello, "webhook_secret": signed["webhook_secret"]}]
+    path.write_text(yaml.safe_dump({"sources": sources}))
+
+    unsigned = invoke("webhooks", "register", "--source", "unsigned", "--url", signed["webhook_url"],
+                      "--config", str(path))
+    assert unsigned.exit_code == 2
+    assert "'unsigned' has no webhook_secret" in flat(unsigned.stderr)
+    elsewhere = invoke("webhooks", "register", "--source", "signed", "--url", "https://bs.example/other",
+                       "--config", str(path))
+    assert elsewhere.exit_code == 2
+    assert "differs from the webhook_url of 'signed' (https://bs.example/webhooks/trello/signed)" in flat(
+        elsewhere.stderr)
+    nowhere = invoke("webhooks", "register", "--source", "nourl", "--config", str(path))
+    assert nowhere.exit_code == 2 and "sources[].webhook_url of 'nourl'" in flat(nowhere.stderr)

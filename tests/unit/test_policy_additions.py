@@ -4,9 +4,11 @@ limiters per credential, base URL rebasing, status-only errors, and query string
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from connectors.base import (
     AuthError,
@@ -84,3 +86,46 @@ def test_urls_built_on_the_vendor_host_reach_the_configured_one_and_debug_logs_l
         unchanged = make_session(vendor="x", rebase=(server.url, server.url))
         assert unchanged.get(f"{server.url}/1/boards/b", timeout=5).json()["board"] == "b"
     assert "/1/boards/abc" in caplog.text and "a-secret-key" not in caplog.text
+
+
+def test_a_429_without_retry_after_waits_the_vendor_s_window_when_one_is_given() -> None:
+    app = FastAPI()
+    answers = {"calls": 0}
+
+    @app.get("/1/cards/{card}")
+    def card(card: str) -> Any:
+        answers["calls"] += 1
+        if answers["calls"] <= 3:  # Trello's 429: no Retry-After
+            return JSONResponse({"error": "API_TOKEN_LIMIT_EXCEEDED"}, status_code=429)
+        return {"id": card}
+
+    clock = FakeClock()
+    with serve(app) as server:
+        session = make_session(vendor="trello", policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=60.0),
+                               sleep=clock.sleep, retry_after_429=10.5)
+        assert session.get(f"{server.url}/1/cards/c1", timeout=5).json() == {"id": "c1"}
+        # Three waits of a whole window, where back-off alone would have waited 0.5 + 1 + 2 s inside one window.
+        assert clock.now == pytest.approx(31.5)
+
+        answers["calls"] = 0
+        clock.now = 0.0
+        plain = make_session(vendor="x", policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=60.0, jitter=0),
+                             sleep=clock.sleep)
+        assert plain.get(f"{server.url}/1/cards/c2", timeout=5).json() == {"id": "c2"}
+        assert clock.now == pytest.approx(0.5 + 1 + 2)  # no window given: the policy's back-off, as before
+
+        answers["calls"] = 0
+        clock.now = 0.0
+        capped = make_session(vendor="trello", policy=RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=2.0),
+                              sleep=clock.sleep, retry_after_429=10.5)
+        assert capped.get(f"{server.url}/1/cards/c3", timeout=5).json() == {"id": "c3"}
+        assert clock.now == pytest.approx(6.0)  # never past the policy's max_delay (2 s a wait)
+
+
+def test_the_trello_connector_waits_a_whole_token_window_after_a_429() -> None:
+    from connectors.trello import TOKEN_LIMIT, WINDOW_MARGIN, TrelloConnector
+
+    connector = TrelloConnector(base_url="http://127.0.0.1:9", api_key="k" * 32, token="t" * 64, boards=["AbCdEfGh"])
+    adapter = connector._session.get_adapter("https://api.trello.com/1/")
+    assert adapter.retry_after_429 == pytest.approx(TOKEN_LIMIT[1] * WINDOW_MARGIN) and TOKEN_LIMIT[1] >= 10
+    connector.close()

@@ -152,6 +152,7 @@ class ObjectivePublic(BaseModel):
     projection: float | None
     current_milestone: MilestonePublic | None
     computed_at: datetime | None
+    problem: str | None = None  # why the last run could not compute it (the progress shown is older, if any)
 
 
 class ProgressPoint(BaseModel):

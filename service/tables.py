@@ -284,3 +284,15 @@ class KpiReachRow(SQLModel, table=True):
     reach: float
     as_of: date
     computed_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiObjectiveProblemRow(SQLModel, table=True):
+    """Why the KPI job could not compute an objective on its last run (bad data, e.g. a baseline of 0); the
+    other objectives are computed regardless. Removed once the objective computes again."""
+
+    __tablename__ = "kpi_objective_problems"
+
+    objective_key: str = Field(primary_key=True, max_length=64)
+    problem: str = Field(sa_column=Column(Text, nullable=False))
+    since: datetime = Field(default_factory=utcnow)  # when this problem first appeared
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from connectors.base import AuthError, FatalError, MetricRow, RetryPolicy
 from mappings.kpi_text import KpiResult, kpi_field_text, kpi_result_text
@@ -36,6 +36,7 @@ from service.tables import (
     KpiCoverageRow,
     KpiItemResultRow,
     KpiJobRow,
+    KpiObjectiveProblemRow,
     KpiProgressRow,
     KpiReachRow,
     KpiSnapshotRow,
@@ -79,6 +80,7 @@ class KpiRunResult:
     snapshots_changed: int = 0
     objectives_computed: list[str] = field(default_factory=list)
     objectives_incomplete: list[str] = field(default_factory=list)
+    objectives_failed: dict[str, str] = field(default_factory=dict)  # key -> why it was not computed
     writes_planned: int = 0
     reach_changed: int = 0
     resume_after: datetime | None = None
@@ -373,17 +375,49 @@ class KpiJob:
 
     def _compute_objectives(self, today: date, result: KpiRunResult, read_through: dict[Series, date | None]) -> None:
         needed = self.needed_series(today)
-        for objective in self.config.objectives:
+        for index, objective in enumerate(self.config.objectives):
             series = series_of(objective)
             if series in needed and (read_through.get(series) is None or read_through[series] < needed[series][1]):
                 result.objectives_incomplete.append(objective.key)  # the backfill has not reached yesterday yet
                 continue
             if today <= objective.start:
                 continue
-            progress = self.progress_of(objective, today)
-            with session_scope(self.engine) as db:
-                store_progress(db, objective.key, progress)
+            # One objective's bad data (a baseline of 0 under an absolute target, ...) must not stop the others:
+            # it is recorded on that objective, and the run carries on.
+            try:
+                progress = self.progress_of(objective, today)
+                with session_scope(self.engine) as db:
+                    store_progress(db, objective.key, progress)
+            except (OperationalError, InterfaceError):
+                raise  # the database itself is unavailable: that fails the run, not one objective
+            except Exception as exc:
+                problem = f"objectives[{index}] ({objective.key}): {type(exc).__name__}: {exc}"
+                result.objectives_failed[objective.key] = problem
+                self._record_objective_problem(objective.key, problem)
+                continue
+            self._clear_objective_problem(objective.key)
             result.objectives_computed.append(objective.key)
+
+    def _record_objective_problem(self, key: str, problem: str) -> None:
+        """Stores the objective's problem; logs it once, when it appears or changes (not on every run)."""
+        now, problem = utcnow(), problem[:2000]
+        with session_scope(self.engine) as db:
+            row = db.get(KpiObjectiveProblemRow, key)
+            if row is not None and row.problem == problem:
+                row.updated_at = now
+                return
+            log.error("KPI objective not computed: %s", problem, extra={"event": "failing", "objective": key})
+            if row is None:
+                db.add(KpiObjectiveProblemRow(objective_key=key, problem=problem, since=now, updated_at=now))
+            else:
+                row.problem, row.since, row.updated_at = problem, now, now
+
+    def _clear_objective_problem(self, key: str) -> None:
+        with session_scope(self.engine) as db:
+            row = db.get(KpiObjectiveProblemRow, key)
+            if row is not None:
+                log.info("KPI objective %s computed again", key, extra={"event": "recovered", "objective": key})
+                db.delete(row)
 
     # -- write-back to linked items --------------------------------------------------------------
 

@@ -9,20 +9,21 @@ from sqlmodel import Session
 
 from service.config import AppConfig, Objective
 from service.kpi.links import linked_objectives, objective_names
-from service.tables import ItemRow, KpiItemResultRow, KpiProgressRow
+from service.tables import ItemRow, KpiItemResultRow, KpiObjectiveProblemRow, KpiProgressRow
 
 
 def _attainment(actual: float, expected: float) -> float | None:
     return actual / expected if expected else None
 
 
-def _summary(objective: Objective, row: KpiProgressRow | None) -> dict[str, Any]:
+def _summary(objective: Objective, row: KpiProgressRow | None, problem: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "key": objective.key, "name": objective.name, "owner": objective.owner, "metric": objective.metric,
         "dimension_filter": objective.dimension_filter, "target": objective.target, "start": objective.start,
         "end": objective.end, "milestones": objective.milestones, "split": objective.split,
         "as_of": None, "status": None, "actual": None, "expected_to_date": None, "attainment": None,
         "expected_total": None, "projection": None, "current_milestone": None, "computed_at": None,
+        "problem": problem,
     }
     if row is None:
         return data
@@ -38,9 +39,16 @@ def _latest(db: Session, key: str) -> KpiProgressRow | None:
                       .order_by(KpiProgressRow.as_of.desc()).limit(1)).scalar_one_or_none()
 
 
+def _problems(db: Session) -> dict[str, str]:
+    """Why an objective was not computed on the last run, by key (its progress, if any, is older)."""
+    return {row.objective_key: row.problem for row in db.execute(select(KpiObjectiveProblemRow)).scalars()}
+
+
 def objective_summaries(db: Session, config: AppConfig) -> list[dict[str, Any]]:
     """Gets every configured objective with its latest progress (None fields before the first KPI run)."""
-    return [_summary(objective, _latest(db, objective.key)) for objective in config.objectives]
+    problems = _problems(db)
+    return [_summary(objective, _latest(db, objective.key), problems.get(objective.key))
+            for objective in config.objectives]
 
 
 def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: int = 400) -> dict[str, Any] | None:
@@ -49,7 +57,7 @@ def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: 
     if objective is None:
         return None
     latest = _latest(db, key)
-    data = _summary(objective, latest)
+    data = _summary(objective, latest, _problems(db).get(key))
     data["milestones_progress"] = list(latest.milestones) if latest is not None else []
     rows = db.execute(select(KpiProgressRow).where(KpiProgressRow.objective_key == key)
                       .order_by(KpiProgressRow.as_of.desc()).limit(series_limit)).scalars()

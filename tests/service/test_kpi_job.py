@@ -484,3 +484,48 @@ def test_partial_days_grow_to_their_final_value_as_the_clock_moves(world: World)
     assert values == {date(2026, 11, 29): leads_2026(date(2026, 11, 29)), nov30: leads_2026(nov30),
                       date(2026, 12, 1): round(leads_2026(date(2026, 12, 1)) * 0.9)}
     assert series == [nov30, date(2026, 12, 1)]  # one progress point per day of data
+
+
+def test_one_objectives_bad_data_is_recorded_on_it_and_the_others_are_computed(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    data = world.config().model_dump(mode="json", exclude_none=True)
+    # No such event in the property: the baseline adds up to 0, so an absolute target has no uplift.
+    data["objectives"].append({
+        "key": "launch-signups", "name": "Launch sign-ups", "owner": "web@acme.example", "metric": "eventCount",
+        "dimension_filter": {"eventName": "launch_signup"}, "baseline": "previous_year", "target": 5000,
+        "start": "2026-01-01", "end": "2026-12-31", "milestones": "quarterly"})
+    config = AppConfig.model_validate(data)
+    job = world.job(config)
+    with caplog.at_level("ERROR", logger="backlog_sync.kpi"):
+        result = job.run(today=TODAY)
+        again = job.run(today=TODAY)
+    for run in (result, again):
+        assert run.status == "succeeded", run
+        assert run.objectives_computed == ["email-leads"]  # the other objective is computed regardless
+        assert list(run.objectives_failed) == ["launch-signups"]
+    reason = result.objectives_failed["launch-signups"]
+    assert reason.startswith("objectives[1] (launch-signups): ") and "baseline" in reason
+    logged = [r for r in caplog.records if "launch-signups" in r.getMessage()]
+    assert len(logged) == 1  # logged once, not on every run
+
+    settings = Settings(admin_token=ADMIN_TOKEN, database_url=str(world.engine.url))
+    app = create_app(settings=settings, config=config, engine=world.engine, start_scheduler=False)
+    with TestClient(app) as client:
+        summaries = {s["key"]: s for s in client.get("/api/objectives", headers=AUTH).json()}
+        assert summaries["email-leads"]["problem"] is None and summaries["email-leads"]["status"] is not None
+        detail = client.get("/api/objectives/launch-signups", headers=AUTH).json()
+        assert detail["problem"] == reason and detail["status"] is None
+    path = tmp_path / "backlog-sync.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    monkeypatch.setenv("DATABASE_URL", str(world.engine.url.render_as_string(hide_password=False)))
+    shown_table = CliRunner().invoke(cli, ["kpi", "-c", str(path)])
+    assert shown_table.exit_code == 0, shown_table.output
+    assert "objectives[1] (launch-signups)" in shown_table.output and "baseline" in shown_table.output
+
+    # With data that adds up (a baseline value), it is computed and the problem goes away.
+    data["objectives"][1]["baseline"] = {"value": 4000}
+    fixed = world.job(AppConfig.model_validate(data)).run(today=TODAY)
+    assert sorted(fixed.objectives_computed) == ["email-leads", "launch-signups"] and not fixed.objectives_failed
+    with TestClient(create_app(settings=settings, config=AppConfig.model_validate(data), engine=world.engine,
+                               start_scheduler=False)) as client:
+        assert client.get("/api/objectives/launch-signups", headers=AUTH).json()["problem"] is None

@@ -1,0 +1,31 @@
+"""kpi: per-objective problems (one objective's bad data no longer stops the others)
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01 20:50:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel  # noqa: F401  (column types)
+from alembic import op
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('kpi_objective_problems',
+    sa.Column('objective_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('problem', sa.Text(), nullable=False),
+    sa.Column('since', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('objective_key')
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('kpi_objective_problems')

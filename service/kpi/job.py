@@ -3,7 +3,6 @@ computes each objective's progress, plans the KPI result writes to linked items,
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -24,7 +23,7 @@ from connectors.base import AuthError, FatalError, MetricRow, RetryPolicy
 from mappings.kpi_text import KpiResult, kpi_field_text, kpi_result_text
 from service.config import AppConfig, GA4Source, Objective, SourceConfig
 from service.db import lock_source, session_scope
-from service.kpi.expression import MetricExpression
+from service.kpi.expression import MetricExpression, filters_json
 from service.kpi.links import linked_objectives, match_dimension_value, named_value, objective_names
 from service.kpi.progress import Plan, Progress, build_milestones, compute_progress, relative_target
 from service.outbox import WORKER_ID
@@ -64,7 +63,7 @@ class Series:
 
     @property
     def filters_key(self) -> str:
-        return json.dumps([list(pair) for pair in self.filters], separators=(",", ":"), ensure_ascii=False)
+        return filters_json(self.filters)
 
     @property
     def metrics_key(self) -> str:

@@ -247,6 +247,10 @@ class KpiProgressRow(SQLModel, table=True):
     projection: float
     milestones: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     computed_at: datetime = Field(default_factory=utcnow)
+    # As computed by service.kpi.progress (inverted for a target that lowers the metric): the one source of
+    # the ratio the API and the written text show. None before the period starts (and on rows older than 0005).
+    attainment: float | None = None
+    milestone_attainment: float | None = None
 
 
 class KpiItemResultRow(SQLModel, table=True):

@@ -641,7 +641,8 @@ def store_progress(db: Any, objective_key: str, progress: Progress) -> None:
         "milestone": current.milestone.label, "milestone_start": current.milestone.start,
         "milestone_end": current.milestone.end, "milestone_uplift": current.milestone.uplift,
         "milestone_actual": current.actual, "milestone_expected": current.expected_to_date,
-        "milestone_status": current.status, "actual": progress.actual, "expected": progress.expected_to_date,
+        "milestone_status": current.status, "milestone_attainment": current.attainment,
+        "actual": progress.actual, "expected": progress.expected_to_date, "attainment": progress.attainment,
         "status": progress.status, "expected_total": progress.expected_total, "projection": progress.projection,
         "milestones": [{
             "label": m.milestone.label, "start": m.milestone.start.isoformat(), "end": m.milestone.end.isoformat(),
@@ -678,11 +679,13 @@ def result_of(objective: Objective, row: KpiProgressRow) -> KpiResult:
         milestone_start=row.milestone_start, milestone_end=row.milestone_end, milestone_target=row.milestone_uplift,
         milestone_actual=row.milestone_actual, milestone_expected=row.milestone_expected,
         milestone_status=row.milestone_status, actual=row.actual, expected=row.expected, status=row.status,
-        expected_total=row.expected_total, projection=row.projection, as_of=row.as_of)
+        expected_total=row.expected_total, projection=row.projection, as_of=row.as_of,
+        milestone_attainment=row.milestone_attainment, attainment=row.attainment)
 
 
 def attainment_of(result: KpiResult) -> float | None:
-    return result.milestone_actual / result.milestone_expected if result.milestone_expected else None
+    """The milestone's attainment as the progress computed it (expected / actual for a decrease target)."""
+    return result.milestone_attainment
 
 
 def materially_changed(previous: KpiItemResultRow, result: KpiResult, threshold: float) -> bool:

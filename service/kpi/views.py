@@ -12,10 +12,6 @@ from service.kpi.links import linked_objectives, objective_names
 from service.tables import ItemRow, KpiItemResultRow, KpiObjectiveProblemRow, KpiProgressRow
 
 
-def _attainment(actual: float, expected: float) -> float | None:
-    return actual / expected if expected else None
-
-
 def _summary(objective: Objective, row: KpiProgressRow | None, problem: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "key": objective.key, "name": objective.name, "owner": objective.owner, "metric": objective.metric,
@@ -29,7 +25,7 @@ def _summary(objective: Objective, row: KpiProgressRow | None, problem: str | No
         return data
     current = next((m for m in row.milestones if m["label"] == row.milestone), None)
     data.update(as_of=row.as_of, status=row.status, actual=row.actual, expected_to_date=row.expected,
-                attainment=_attainment(row.actual, row.expected), expected_total=row.expected_total,
+                attainment=row.attainment, expected_total=row.expected_total,
                 projection=row.projection, current_milestone=current, computed_at=row.computed_at)
     return data
 

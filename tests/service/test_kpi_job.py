@@ -529,3 +529,36 @@ def test_one_objectives_bad_data_is_recorded_on_it_and_the_others_are_computed(
     with TestClient(create_app(settings=settings, config=AppConfig.model_validate(data), engine=world.engine,
                                start_scheduler=False)) as client:
         assert client.get("/api/objectives/launch-signups", headers=AUTH).json()["problem"] is None
+
+
+def test_a_decrease_target_shows_one_attainment_in_the_api_and_the_written_text(world: World) -> None:
+    # The same series held to -10 %: email leads grew instead, so lower-is-better attainment is expected / actual.
+    data = world.config().model_dump(mode="json", exclude_none=True)
+    data["objectives"][0]["target"] = "-10%"
+    config = AppConfig.model_validate(data)
+    sync = world.sync_and_drain(config)
+    world.job(config).run(today=TODAY)
+    OutboxWorker(engine=world.engine, sync_service=sync).drain()
+
+    # Actuals from the ground truth; the linear split by quarter gives -2.5, -5, -7.5, -10 % over the baseline
+    # (the +40 % example's expectations divided back by 1.1, 1.2, 1.3, 1.4 are the baseline).
+    hand = expected_by_hand()
+    baselines = [q["expected"] / (1 + u) for q, u in zip(hand["quarters"], (0.10, 0.20, 0.30, 0.40), strict=True)]
+    q4 = hand["quarters"][3]
+    q4_expected = baselines[3] * 0.90
+    window_expected = sum(b * (1 + u) for b, u in zip(baselines, (-0.025, -0.05, -0.075, -0.10), strict=True))
+    q4_attainment = q4_expected / q4["actual"]
+    window_attainment = window_expected / hand["actual"]
+    assert q4_attainment < 0.9 and window_attainment < 0.9  # off track both: leads rose, the target was a fall
+
+    settings = Settings(admin_token=ADMIN_TOKEN, database_url=str(world.engine.url))
+    app = create_app(settings=settings, config=config, engine=world.engine, start_scheduler=False)
+    with TestClient(app) as client:
+        detail = client.get("/api/objectives/email-leads", headers=AUTH).json()
+    assert detail["status"] == "off_track" and detail["attainment"] == pytest.approx(window_attainment)
+    assert detail["current_milestone"]["status"] == "off_track"
+    assert detail["current_milestone"]["attainment"] == pytest.approx(q4_attainment)
+    key = _linked_keys(world.engine)[0]
+    comment = _comments(world.jira, key)[-1]
+    assert f"expected to date ({q4_attainment * 100:.1f}%), off track." in comment
+    assert f"expected ({window_attainment * 100:.1f}%), off track." in comment

@@ -1,4 +1,4 @@
-"""kpi: per-objective problems (one objective's bad data no longer stops the others)
+"""kpi: per-objective problems (one objective's bad data no longer stops the others), stored attainment
 
 Revision ID: 0005
 Revises: 0004
@@ -25,7 +25,13 @@ def upgrade() -> None:
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('objective_key')
     )
+    with op.batch_alter_table('kpi_progress', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('attainment', sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column('milestone_attainment', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('kpi_progress', schema=None) as batch_op:
+        batch_op.drop_column('milestone_attainment')
+        batch_op.drop_column('attainment')
     op.drop_table('kpi_objective_problems')

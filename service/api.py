@@ -177,7 +177,8 @@ class LinkedItem(BaseModel):
     written_status: str | None
     written_milestone: str | None
     written_text: str | None
-    written_at: datetime | None
+    planned_at: datetime | None  # when this result was planned (queued in the outbox)
+    sent_at: datetime | None  # when its write reached the tool; None while it waits in the outbox
 
 
 class ObjectiveDetail(ObjectivePublic):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from service.config import AppConfig, Objective
 from service.kpi.links import linked_objectives, objective_names
-from service.tables import ItemRow, KpiItemResultRow, KpiObjectiveProblemRow, KpiProgressRow
+from service.tables import ItemRow, KpiItemResultRow, KpiObjectiveProblemRow, KpiProgressRow, OutboxRow
 
 
 def _summary(objective: Objective, row: KpiProgressRow | None, problem: str | None = None) -> dict[str, Any]:
@@ -38,6 +39,14 @@ def _latest(db: Session, key: str) -> KpiProgressRow | None:
 def _problems(db: Session) -> dict[str, str]:
     """Why an objective was not computed on the last run, by key (its progress, if any, is older)."""
     return {row.objective_key: row.problem for row in db.execute(select(KpiObjectiveProblemRow)).scalars()}
+
+
+def _sent_at(db: Session, source: str, external_id: str, planned_at: datetime) -> datetime | None:
+    """When the KPI write (comment or field) planned with the item's last result was sent; None until it is."""
+    return db.execute(select(func.max(OutboxRow.sent_at)).where(
+        OutboxRow.source == source, OutboxRow.external_id == external_id,
+        OutboxRow.field.in_(("comment", "kpi_result")), OutboxRow.status == "sent",
+        OutboxRow.created_at >= planned_at)).scalar_one_or_none()
 
 
 def objective_summaries(db: Session, config: AppConfig) -> list[dict[str, Any]]:
@@ -78,7 +87,9 @@ def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: 
             "written_status": result.status if result is not None else None,
             "written_milestone": result.milestone if result is not None else None,
             "written_text": result.text if result is not None else None,
-            "written_at": result.planned_at if result is not None else None,
+            # When the result was planned (queued in the outbox), and when a write of it reached the tool.
+            "planned_at": result.planned_at if result is not None else None,
+            "sent_at": _sent_at(db, row.source, row.external_id, result.planned_at) if result is not None else None,
         })
     data["linked_items"] = linked
     return data

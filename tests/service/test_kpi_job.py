@@ -380,6 +380,16 @@ def test_api_and_cli_show_the_objectives(world: World, tmp_path: Path, monkeypat
         assert sorted(linked) == _linked_keys(world.engine)
         assert all(item["written_status"] == summary["status"] and item["written_milestone"] == "Q4"
                    for item in linked.values())
+        # Planned by the KPI run, not sent yet: the API says so rather than calling it written.
+        assert all(item["planned_at"] is not None and item["sent_at"] is None for item in linked.values())
+        assert all("written_at" not in item for item in linked.values())
+        planned = {key: datetime.fromisoformat(item["planned_at"]) for key, item in linked.items()}
+    OutboxWorker(engine=world.engine, sync_service=SyncService(engine=world.engine, config=config)).drain()
+    with TestClient(app) as client:
+        detail = client.get("/api/objectives/email-leads", headers=AUTH).json()
+        for item in detail["linked_items"]:
+            assert item["sent_at"] is not None, item
+            assert datetime.fromisoformat(item["sent_at"]) >= planned[item["key"]]
         assert client.get("/api/objectives/nope", headers=AUTH).status_code == 404
 
     path = tmp_path / "backlog-sync.yaml"

@@ -285,7 +285,7 @@ class KpiReachRow(SQLModel, table=True):
     named: str = Field(max_length=500)  # the page path, channel or segment the item names
     metric: str = Field(max_length=100)
     days: int
-    reach: float
+    reach: float | None  # None: GA4 had no traffic for it (a page not launched yet): no reach, not a reach of 0
     as_of: date
     computed_at: datetime = Field(default_factory=utcnow)
 

@@ -535,7 +535,8 @@ class KpiJob:
                     select(KpiReachRow).where(KpiReachRow.source == source.name)).scalars()}
                 for external_id, value in named.items():
                     number = match_dimension_value(value, by_value, kind=reach.names)
-                    number = 0.0 if number is None else number  # no traffic recorded: a reach of 0
+                    # No traffic recorded (a landing page not launched yet) is no reach, not a reach of 0 that
+                    # would score the item 0 and rank it last; rescoring records the problem on the item.
                     row = stored.pop(external_id, None)
                     if row is None:
                         db.add(KpiReachRow(source=source.name, external_id=external_id, dimension=reach.dimension,

@@ -43,6 +43,7 @@ from service.tables import (
     KpiItemResultRow,
     KpiJobRow,
     KpiProgressRow,
+    KpiReachRow,
     KpiSnapshotRow,
     OutboxRow,
 )
@@ -572,3 +573,23 @@ def test_a_decrease_target_shows_one_attainment_in_the_api_and_the_written_text(
     comment = _comments(world.jira, key)[-1]
     assert f"expected to date ({q4_attainment * 100:.1f}%), off track." in comment
     assert f"expected ({window_attainment * 100:.1f}%), off track." in comment
+
+
+def test_a_page_without_traffic_gets_no_reach_and_a_problem_not_a_reach_of_zero(world: World) -> None:
+    config = world.config(reach={"names": "page", "days": 28})
+    world.jira.set_field("MKT-5", "labels", ["page:/landing/not-launched-yet"], notify=False)
+    world.jira.set_field("MKT-5", "Reach", None, notify=False)
+    world.sync_and_drain(config)
+    assert not any(world.ga4.value(d, {"landingPage": "/landing/not-launched-yet"}, "activeUsers", reported=True)
+                   for d in days(date(2026, 11, 3), date(2026, 11, 30)))  # GA4 has no traffic for it
+
+    assert world.job(config).run(today=TODAY).status == "succeeded"
+    with session_scope(world.engine) as db:
+        row = db.execute(select(ItemRow).where(ItemRow.key == "MKT-5")).scalar_one()
+        reach = db.execute(select(KpiReachRow.reach).where(KpiReachRow.external_id == row.external_id)).scalar_one()
+    assert reach is None
+    assert row.score is None and row.rank is None  # unscored, not scored 0 and ranked last
+    reasons = [p["reason"] for p in row.score_problems if p["field"] == "reach"]
+    assert any(r.startswith("not derived: GA4 had no traffic (activeUsers) over the last 28 days for landingPage "
+                            "/landing/not-launched-yet") for r in reasons), reasons
+    assert "missing input: reach" in reasons

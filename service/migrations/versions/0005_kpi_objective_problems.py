@@ -1,4 +1,5 @@
-"""kpi: per-objective problems (one objective's bad data no longer stops the others), stored attainment
+"""kpi: per-objective problems (one objective's bad data no longer stops the others), stored attainment,
+derived reach left unset when GA4 has no traffic
 
 Revision ID: 0005
 Revises: 0004
@@ -28,9 +29,14 @@ def upgrade() -> None:
     with op.batch_alter_table('kpi_progress', schema=None) as batch_op:
         batch_op.add_column(sa.Column('attainment', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('milestone_attainment', sa.Float(), nullable=True))
+    with op.batch_alter_table('kpi_reach', schema=None) as batch_op:
+        batch_op.alter_column('reach', existing_type=sa.Float(), nullable=True)
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM kpi_reach WHERE reach IS NULL")
+    with op.batch_alter_table('kpi_reach', schema=None) as batch_op:
+        batch_op.alter_column('reach', existing_type=sa.Float(), nullable=False)
     with op.batch_alter_table('kpi_progress', schema=None) as batch_op:
         batch_op.drop_column('milestone_attainment')
         batch_op.drop_column('attainment')

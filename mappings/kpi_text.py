@@ -25,6 +25,10 @@ class KpiResult:
     expected_total: float  # the target for the whole window
     projection: float
     as_of: date
+    # Attainments as the progress computed them (expected / actual when the target lowers the metric), so the
+    # text agrees with the status; None when not known (a result stored before they were kept).
+    milestone_attainment: float | None = None
+    attainment: float | None = None
 
 
 _STATUS = {
@@ -45,25 +49,21 @@ def _percent(ratio: float, language: str, *, signed: bool = False) -> str:
     return (text.replace(".", ",") + "\u00a0%") if language == "fr" else text + "%"
 
 
-def _ratio(actual: float, expected: float) -> float:
-    return actual / expected if expected else 0.0
-
-
 def kpi_result_text(result: KpiResult, language: str) -> str:
     """Builds the result text: objective, milestone (actual vs expected to date, status), window to date."""
     statuses = _STATUS.get(language, _STATUS["en"])
     n = lambda value: _number(value, language)  # noqa: E731 - a local shorthand keeps the sentences readable
     p = lambda ratio, signed=False: _percent(ratio, language, signed=signed)  # noqa: E731
-    m_ratio = _ratio(result.milestone_actual, result.milestone_expected)
-    y_ratio = _ratio(result.actual, result.expected)
+    m_ratio = "" if result.milestone_attainment is None else f" ({p(result.milestone_attainment)})"
+    y_ratio = "" if result.attainment is None else f" ({p(result.attainment)})"
     if language == "fr":
         return "\n".join([
             f"KPI « {result.objective_name} » ({result.objective_key}), au {result.as_of.isoformat()} :",
             f"- Jalon {result.milestone.replace('Q', 'T')} ({result.milestone_start.isoformat()} → "
             f"{result.milestone_end.isoformat()}, objectif {p(result.milestone_target, True)}) : "
-            f"{n(result.milestone_actual)} pour {n(result.milestone_expected)} attendus à date "
-            f"({p(m_ratio)}), {statuses[result.milestone_status]}.",
-            f"- Depuis le début : {n(result.actual)} pour {n(result.expected)} attendus ({p(y_ratio)}), "
+            f"{n(result.milestone_actual)} pour {n(result.milestone_expected)} attendus à date"
+            f"{m_ratio}, {statuses[result.milestone_status]}.",
+            f"- Depuis le début : {n(result.actual)} pour {n(result.expected)} attendus{y_ratio}, "
             f"{statuses[result.status]}.",
             f"- Objectif de la période : {n(result.expected_total)} ; projection : {n(result.projection)}.",
             "(écrit par backlog-sync)",
@@ -72,8 +72,8 @@ def kpi_result_text(result: KpiResult, language: str) -> str:
         f"KPI \"{result.objective_name}\" ({result.objective_key}), as of {result.as_of.isoformat()}:",
         f"- Milestone {result.milestone} ({result.milestone_start.isoformat()} to {result.milestone_end.isoformat()}, "
         f"target {p(result.milestone_target, True)}): {n(result.milestone_actual)} vs "
-        f"{n(result.milestone_expected)} expected to date ({p(m_ratio)}), {statuses[result.milestone_status]}.",
-        f"- Window to date: {n(result.actual)} vs {n(result.expected)} expected ({p(y_ratio)}), "
+        f"{n(result.milestone_expected)} expected to date{m_ratio}, {statuses[result.milestone_status]}.",
+        f"- Window to date: {n(result.actual)} vs {n(result.expected)} expected{y_ratio}, "
         f"{statuses[result.status]}.",
         f"- Target for the window: {n(result.expected_total)}; projected: {n(result.projection)}.",
         "(written by backlog-sync)",

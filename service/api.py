@@ -152,6 +152,7 @@ class ObjectivePublic(BaseModel):
     projection: float | None
     current_milestone: MilestonePublic | None
     computed_at: datetime | None
+    problem: str | None = None  # why the last run could not compute it (the progress shown is older, if any)
 
 
 class ProgressPoint(BaseModel):
@@ -176,7 +177,8 @@ class LinkedItem(BaseModel):
     written_status: str | None
     written_milestone: str | None
     written_text: str | None
-    written_at: datetime | None
+    planned_at: datetime | None  # when this result was planned (queued in the outbox)
+    sent_at: datetime | None  # when its write reached the tool; None while it waits in the outbox
 
 
 class ObjectiveDetail(ObjectivePublic):

@@ -385,6 +385,9 @@ def print_objectives(engine: Any, config: AppConfig, out: Console | None = None)
             row["status"] or "", number(row["expected_total"]), number(row["projection"]))
     out = out or console
     (out if out.is_terminal or out.record else Console(width=200)).print(table)
+    for row in summaries:
+        if row["problem"]:
+            out.print(f"not computed: {row['problem']}", markup=False, highlight=False)
     if job is not None:
         last = job.last_success_at.isoformat(timespec="seconds") if job.last_success_at else "never"
         out.print(f"KPI job: {job.state}, last success {last}" + (f"; {job.last_error}" if job.last_error else ""),

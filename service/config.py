@@ -251,7 +251,7 @@ class Objective(Strict):
     """A SMART objective on a GA4 metric: specific (metric and filter), measurable (baseline and target),
     assigned (owner), time-bound (window and milestones), with the thresholds of its statuses."""
 
-    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)  # the KPI tables hold it in VARCHAR(64)
     name: str = Field(min_length=1)
     owner: str = Field(min_length=1)
     description: str | None = None
@@ -270,15 +270,18 @@ class Objective(Strict):
     @field_validator("metric")
     @classmethod
     def metric_is_ga4(cls, value: str) -> str:
-        from service.kpi.expression import MetricExpression
+        from service.kpi.expression import STORED_METRICS_LENGTH, MetricExpression
 
-        MetricExpression.parse(value)
+        metrics = ",".join(MetricExpression.parse(value).metrics)
+        if len(metrics) > STORED_METRICS_LENGTH:
+            raise ValueError(f"the expression's metrics add up to {len(metrics)} characters "
+                             f"({metrics[:40]}...); at most {STORED_METRICS_LENGTH} can be stored")
         return value
 
     @field_validator("dimension_filter")
     @classmethod
     def filter_dimensions(cls, value: dict[str, str]) -> dict[str, str]:
-        from service.kpi.expression import check_dimension
+        from service.kpi.expression import STORED_FILTER_LENGTH, check_dimension, filters_json
 
         for dimension, wanted in value.items():
             check_dimension(dimension)
@@ -286,6 +289,10 @@ class Objective(Strict):
                 raise ValueError("'date' cannot be filtered on: the window and the baseline set the dates")
             if not str(wanted).strip():
                 raise ValueError(f"the value for {dimension!r} is empty")
+        stored = filters_json(value.items())
+        if len(stored) > STORED_FILTER_LENGTH:
+            raise ValueError(f"the filter is stored as {len(stored)} characters of JSON; at most "
+                             f"{STORED_FILTER_LENGTH} fit (shorten or drop a value)")
         return value
 
     @field_validator("baseline", mode="before")

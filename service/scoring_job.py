@@ -66,15 +66,20 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
              status) in rows:
             inputs_model = ScoringInputs.model_construct(**(inputs or {}))
             reach = derived.get(external_id) if inputs_model.reach is None else None
-            if reach is not None:
+            if reach is not None and reach.reach is not None:
                 inputs_model = inputs_model.model_copy(update={"reach": reach.reach, "reach_derived": True})
             item = _Scorable(source.name, external_id, key, inputs_model, due, created)
             scored_item = score_item(item, method, **params)  # type: ignore[arg-type]
-            if reach is not None:
+            if reach is not None and reach.reach is not None:
                 scored_item = replace(scored_item, problems=(*scored_item.problems, Problem(
                     field="reach", value=f"{reach.reach:.10g}",
                     reason=f"derived from GA4: {reach.metric} over the last {reach.days} days for "
                            f"{reach.dimension} {reach.named} (enter a reach to override it)")))
+            elif reach is not None:
+                scored_item = replace(scored_item, problems=(*scored_item.problems, Problem(
+                    field="reach", value=None,
+                    reason=f"not derived: GA4 had no traffic ({reach.metric}) over the last {reach.days} days for "
+                           f"{reach.dimension} {reach.named} (enter a reach, or wait for its traffic)")))
             if status in CLOSED_STATUSES:
                 closed.append(replace(scored_item, rank=None))
             else:

@@ -247,6 +247,10 @@ class KpiProgressRow(SQLModel, table=True):
     projection: float
     milestones: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     computed_at: datetime = Field(default_factory=utcnow)
+    # As computed by service.kpi.progress (inverted for a target that lowers the metric): the one source of
+    # the ratio the API and the written text show. None before the period starts (and on rows older than 0005).
+    attainment: float | None = None
+    milestone_attainment: float | None = None
 
 
 class KpiItemResultRow(SQLModel, table=True):
@@ -281,6 +285,18 @@ class KpiReachRow(SQLModel, table=True):
     named: str = Field(max_length=500)  # the page path, channel or segment the item names
     metric: str = Field(max_length=100)
     days: int
-    reach: float
+    reach: float | None  # None: GA4 had no traffic for it (a page not launched yet): no reach, not a reach of 0
     as_of: date
     computed_at: datetime = Field(default_factory=utcnow)
+
+
+class KpiObjectiveProblemRow(SQLModel, table=True):
+    """Why the KPI job could not compute an objective on its last run (bad data, e.g. a baseline of 0); the
+    other objectives are computed regardless. Removed once the objective computes again."""
+
+    __tablename__ = "kpi_objective_problems"
+
+    objective_key: str = Field(primary_key=True, max_length=64)
+    problem: str = Field(sa_column=Column(Text, nullable=False))
+    since: datetime = Field(default_factory=utcnow)  # when this problem first appeared
+    updated_at: datetime = Field(default_factory=utcnow)

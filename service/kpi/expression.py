@@ -4,8 +4,9 @@ GA4 knows, and evaluation over summed daily values."""
 from __future__ import annotations
 
 import ast
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # GA4 Data API metrics that add up day by day (a period's value is the sum of its days). Rates and averages
@@ -38,6 +39,15 @@ CUSTOM_DIMENSION = re.compile(r"^custom(Event|User|Item):[A-Za-z_][A-Za-z0-9_]*$
 CUSTOM_METRIC = re.compile(r"^customEvent:[A-Za-z_][A-Za-z0-9_]*$")
 _CUSTOM_NAME = re.compile(r"customEvent:([A-Za-z_][A-Za-z0-9_]*)")
 _PLACEHOLDER = "__custom_"
+
+
+STORED_FILTER_LENGTH = 500  # kpi_snapshots.filters and kpi_coverage.filters are VARCHAR(500)
+STORED_METRICS_LENGTH = 500  # kpi_coverage.metrics (the expression's metrics, comma-separated) too
+
+
+def filters_json(filters: Iterable[tuple[str, str]]) -> str:
+    """The canonical JSON of a dimension filter, as stored with each snapshot: sorted [dimension, value] pairs."""
+    return json.dumps([list(pair) for pair in sorted(filters)], separators=(",", ":"), ensure_ascii=False)
 
 
 def check_dimension(name: str) -> None:

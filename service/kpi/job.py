@@ -3,7 +3,6 @@ computes each objective's progress, plans the KPI result writes to linked items,
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -18,13 +17,13 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from connectors.base import AuthError, FatalError, MetricRow, RetryPolicy
 from mappings.kpi_text import KpiResult, kpi_field_text, kpi_result_text
 from service.config import AppConfig, GA4Source, Objective, SourceConfig
 from service.db import lock_source, session_scope
-from service.kpi.expression import MetricExpression
+from service.kpi.expression import MetricExpression, filters_json
 from service.kpi.links import linked_objectives, match_dimension_value, named_value, objective_names
 from service.kpi.progress import Plan, Progress, build_milestones, compute_progress, relative_target
 from service.outbox import WORKER_ID
@@ -36,6 +35,7 @@ from service.tables import (
     KpiCoverageRow,
     KpiItemResultRow,
     KpiJobRow,
+    KpiObjectiveProblemRow,
     KpiProgressRow,
     KpiReachRow,
     KpiSnapshotRow,
@@ -63,7 +63,7 @@ class Series:
 
     @property
     def filters_key(self) -> str:
-        return json.dumps([list(pair) for pair in self.filters], separators=(",", ":"), ensure_ascii=False)
+        return filters_json(self.filters)
 
     @property
     def metrics_key(self) -> str:
@@ -79,6 +79,7 @@ class KpiRunResult:
     snapshots_changed: int = 0
     objectives_computed: list[str] = field(default_factory=list)
     objectives_incomplete: list[str] = field(default_factory=list)
+    objectives_failed: dict[str, str] = field(default_factory=dict)  # key -> why it was not computed
     writes_planned: int = 0
     reach_changed: int = 0
     resume_after: datetime | None = None
@@ -373,17 +374,49 @@ class KpiJob:
 
     def _compute_objectives(self, today: date, result: KpiRunResult, read_through: dict[Series, date | None]) -> None:
         needed = self.needed_series(today)
-        for objective in self.config.objectives:
+        for index, objective in enumerate(self.config.objectives):
             series = series_of(objective)
             if series in needed and (read_through.get(series) is None or read_through[series] < needed[series][1]):
                 result.objectives_incomplete.append(objective.key)  # the backfill has not reached yesterday yet
                 continue
             if today <= objective.start:
                 continue
-            progress = self.progress_of(objective, today)
-            with session_scope(self.engine) as db:
-                store_progress(db, objective.key, progress)
+            # One objective's bad data (a baseline of 0 under an absolute target, ...) must not stop the others:
+            # it is recorded on that objective, and the run carries on.
+            try:
+                progress = self.progress_of(objective, today)
+                with session_scope(self.engine) as db:
+                    store_progress(db, objective.key, progress)
+            except (OperationalError, InterfaceError):
+                raise  # the database itself is unavailable: that fails the run, not one objective
+            except Exception as exc:
+                problem = f"objectives[{index}] ({objective.key}): {type(exc).__name__}: {exc}"
+                result.objectives_failed[objective.key] = problem
+                self._record_objective_problem(objective.key, problem)
+                continue
+            self._clear_objective_problem(objective.key)
             result.objectives_computed.append(objective.key)
+
+    def _record_objective_problem(self, key: str, problem: str) -> None:
+        """Stores the objective's problem; logs it once, when it appears or changes (not on every run)."""
+        now, problem = utcnow(), problem[:2000]
+        with session_scope(self.engine) as db:
+            row = db.get(KpiObjectiveProblemRow, key)
+            if row is not None and row.problem == problem:
+                row.updated_at = now
+                return
+            log.error("KPI objective not computed: %s", problem, extra={"event": "failing", "objective": key})
+            if row is None:
+                db.add(KpiObjectiveProblemRow(objective_key=key, problem=problem, since=now, updated_at=now))
+            else:
+                row.problem, row.since, row.updated_at = problem, now, now
+
+    def _clear_objective_problem(self, key: str) -> None:
+        with session_scope(self.engine) as db:
+            row = db.get(KpiObjectiveProblemRow, key)
+            if row is not None:
+                log.info("KPI objective %s computed again", key, extra={"event": "recovered", "objective": key})
+                db.delete(row)
 
     # -- write-back to linked items --------------------------------------------------------------
 
@@ -502,7 +535,8 @@ class KpiJob:
                     select(KpiReachRow).where(KpiReachRow.source == source.name)).scalars()}
                 for external_id, value in named.items():
                     number = match_dimension_value(value, by_value, kind=reach.names)
-                    number = 0.0 if number is None else number  # no traffic recorded: a reach of 0
+                    # No traffic recorded (a landing page not launched yet) is no reach, not a reach of 0 that
+                    # would score the item 0 and rank it last; rescoring records the problem on the item.
                     row = stored.pop(external_id, None)
                     if row is None:
                         db.add(KpiReachRow(source=source.name, external_id=external_id, dimension=reach.dimension,
@@ -608,7 +642,8 @@ def store_progress(db: Any, objective_key: str, progress: Progress) -> None:
         "milestone": current.milestone.label, "milestone_start": current.milestone.start,
         "milestone_end": current.milestone.end, "milestone_uplift": current.milestone.uplift,
         "milestone_actual": current.actual, "milestone_expected": current.expected_to_date,
-        "milestone_status": current.status, "actual": progress.actual, "expected": progress.expected_to_date,
+        "milestone_status": current.status, "milestone_attainment": current.attainment,
+        "actual": progress.actual, "expected": progress.expected_to_date, "attainment": progress.attainment,
         "status": progress.status, "expected_total": progress.expected_total, "projection": progress.projection,
         "milestones": [{
             "label": m.milestone.label, "start": m.milestone.start.isoformat(), "end": m.milestone.end.isoformat(),
@@ -645,11 +680,13 @@ def result_of(objective: Objective, row: KpiProgressRow) -> KpiResult:
         milestone_start=row.milestone_start, milestone_end=row.milestone_end, milestone_target=row.milestone_uplift,
         milestone_actual=row.milestone_actual, milestone_expected=row.milestone_expected,
         milestone_status=row.milestone_status, actual=row.actual, expected=row.expected, status=row.status,
-        expected_total=row.expected_total, projection=row.projection, as_of=row.as_of)
+        expected_total=row.expected_total, projection=row.projection, as_of=row.as_of,
+        milestone_attainment=row.milestone_attainment, attainment=row.attainment)
 
 
 def attainment_of(result: KpiResult) -> float | None:
-    return result.milestone_actual / result.milestone_expected if result.milestone_expected else None
+    """The milestone's attainment as the progress computed it (expected / actual for a decrease target)."""
+    return result.milestone_attainment
 
 
 def materially_changed(previous: KpiItemResultRow, result: KpiResult, threshold: float) -> bool:

@@ -137,7 +137,8 @@ def relative_target(target: str | float, baseline_total: float) -> float:
     if isinstance(target, str):
         return float(target.strip()[:-1]) / 100
     if baseline_total <= 0:
-        raise ValueError("an absolute target needs a baseline above zero")
+        raise ValueError(f"an absolute target ({target:g}) needs a baseline above zero; the baseline adds up to "
+                         f"{baseline_total:g} (no data for the baseline period?)")
     return float(target) / baseline_total - 1
 
 

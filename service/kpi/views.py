@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from service.config import AppConfig, Objective
 from service.kpi.links import linked_objectives, objective_names
-from service.tables import ItemRow, KpiItemResultRow, KpiProgressRow
+from service.tables import ItemRow, KpiItemResultRow, KpiObjectiveProblemRow, KpiProgressRow, OutboxRow
 
 
-def _attainment(actual: float, expected: float) -> float | None:
-    return actual / expected if expected else None
-
-
-def _summary(objective: Objective, row: KpiProgressRow | None) -> dict[str, Any]:
+def _summary(objective: Objective, row: KpiProgressRow | None, problem: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "key": objective.key, "name": objective.name, "owner": objective.owner, "metric": objective.metric,
         "dimension_filter": objective.dimension_filter, "target": objective.target, "start": objective.start,
         "end": objective.end, "milestones": objective.milestones, "split": objective.split,
         "as_of": None, "status": None, "actual": None, "expected_to_date": None, "attainment": None,
         "expected_total": None, "projection": None, "current_milestone": None, "computed_at": None,
+        "problem": problem,
     }
     if row is None:
         return data
     current = next((m for m in row.milestones if m["label"] == row.milestone), None)
     data.update(as_of=row.as_of, status=row.status, actual=row.actual, expected_to_date=row.expected,
-                attainment=_attainment(row.actual, row.expected), expected_total=row.expected_total,
+                attainment=row.attainment, expected_total=row.expected_total,
                 projection=row.projection, current_milestone=current, computed_at=row.computed_at)
     return data
 
@@ -38,9 +36,24 @@ def _latest(db: Session, key: str) -> KpiProgressRow | None:
                       .order_by(KpiProgressRow.as_of.desc()).limit(1)).scalar_one_or_none()
 
 
+def _problems(db: Session) -> dict[str, str]:
+    """Why an objective was not computed on the last run, by key (its progress, if any, is older)."""
+    return {row.objective_key: row.problem for row in db.execute(select(KpiObjectiveProblemRow)).scalars()}
+
+
+def _sent_at(db: Session, source: str, external_id: str, planned_at: datetime) -> datetime | None:
+    """When the KPI write (comment or field) planned with the item's last result was sent; None until it is."""
+    return db.execute(select(func.max(OutboxRow.sent_at)).where(
+        OutboxRow.source == source, OutboxRow.external_id == external_id,
+        OutboxRow.field.in_(("comment", "kpi_result")), OutboxRow.status == "sent",
+        OutboxRow.created_at >= planned_at)).scalar_one_or_none()
+
+
 def objective_summaries(db: Session, config: AppConfig) -> list[dict[str, Any]]:
     """Gets every configured objective with its latest progress (None fields before the first KPI run)."""
-    return [_summary(objective, _latest(db, objective.key)) for objective in config.objectives]
+    problems = _problems(db)
+    return [_summary(objective, _latest(db, objective.key), problems.get(objective.key))
+            for objective in config.objectives]
 
 
 def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: int = 400) -> dict[str, Any] | None:
@@ -49,7 +62,7 @@ def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: 
     if objective is None:
         return None
     latest = _latest(db, key)
-    data = _summary(objective, latest)
+    data = _summary(objective, latest, _problems(db).get(key))
     data["milestones_progress"] = list(latest.milestones) if latest is not None else []
     rows = db.execute(select(KpiProgressRow).where(KpiProgressRow.objective_key == key)
                       .order_by(KpiProgressRow.as_of.desc()).limit(series_limit)).scalars()
@@ -74,7 +87,9 @@ def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: 
             "written_status": result.status if result is not None else None,
             "written_milestone": result.milestone if result is not None else None,
             "written_text": result.text if result is not None else None,
-            "written_at": result.planned_at if result is not None else None,
+            # When the result was planned (queued in the outbox), and when a write of it reached the tool.
+            "planned_at": result.planned_at if result is not None else None,
+            "sent_at": _sent_at(db, row.source, row.external_id, result.planned_at) if result is not None else None,
         })
     data["linked_items"] = linked
     return data

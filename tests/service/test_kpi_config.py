@@ -98,3 +98,35 @@ def test_reach_from_ga4_schema(tmp_path: Path) -> None:
     assert any(": sources[0].reach_from_ga4:" in p and "rate or an average" in p for p in found), found
     found = problems(tmp_path, lambda c: c["sources"][0].__setitem__("reach_from_ga4", {"days": 0}))
     assert any(": sources[0].reach_from_ga4.days:" in p for p in found), found
+
+
+def test_what_the_kpi_tables_cannot_hold_is_refused_by_key_path(tmp_path: Path) -> None:
+    """PostgreSQL refuses a value longer than its VARCHAR (SQLite would store it): check-config says so first."""
+    path = tmp_path / "backlog-sync.yaml"
+    found = problems(tmp_path, lambda c: c["objectives"][0].__setitem__("key", "k" * 65))
+    assert any(p.startswith(f"{path}: objectives[0].key:") and "64 characters" in p for p in found), found
+    # 64 characters fit; so does a filter just under 500 characters of JSON.
+    config = copy.deepcopy(BASE)
+    config["objectives"][0]["key"] = "k" * 64
+    value = "x" * (500 - len('[["eventName",""]]'))
+    config["objectives"][0]["dimension_filter"] = {"eventName": value}
+    assert load_config(write(tmp_path, config)).objectives[0].key == "k" * 64
+    found = problems(tmp_path, lambda c: c["objectives"][0].__setitem__("dimension_filter",
+                                                                          {"eventName": value + "x"}))
+    assert any(p.startswith(f"{path}: objectives[0].dimension_filter:") and "501 characters" in p
+               for p in found), found
+
+
+def test_a_filter_that_fits_the_check_fits_the_table(engine: Any) -> None:
+    """The check measures the text the job stores: the longest accepted filter is stored on every database."""
+    from service.config import Objective
+    from service.db import session_scope
+    from service.kpi.job import series_of
+    from service.tables import KpiCoverageRow
+
+    value = "é" * (500 - len('[["eventName",""]]'))  # non-ASCII counts as one character, as VARCHAR counts it
+    objective = Objective.model_validate({**EMAIL_LEADS, "key": "k" * 64, "dimension_filter": {"eventName": value}})
+    series = series_of(objective)
+    assert len(series.filters_key) == 500
+    with session_scope(engine) as db:
+        db.add(KpiCoverageRow(property_id="1", filters=series.filters_key, metrics=series.metrics_key))

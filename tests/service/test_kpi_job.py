@@ -43,6 +43,7 @@ from service.tables import (
     KpiItemResultRow,
     KpiJobRow,
     KpiProgressRow,
+    KpiReachRow,
     KpiSnapshotRow,
     OutboxRow,
 )
@@ -380,6 +381,16 @@ def test_api_and_cli_show_the_objectives(world: World, tmp_path: Path, monkeypat
         assert sorted(linked) == _linked_keys(world.engine)
         assert all(item["written_status"] == summary["status"] and item["written_milestone"] == "Q4"
                    for item in linked.values())
+        # Planned by the KPI run, not sent yet: the API says so rather than calling it written.
+        assert all(item["planned_at"] is not None and item["sent_at"] is None for item in linked.values())
+        assert all("written_at" not in item for item in linked.values())
+        planned = {key: datetime.fromisoformat(item["planned_at"]) for key, item in linked.items()}
+    OutboxWorker(engine=world.engine, sync_service=SyncService(engine=world.engine, config=config)).drain()
+    with TestClient(app) as client:
+        detail = client.get("/api/objectives/email-leads", headers=AUTH).json()
+        for item in detail["linked_items"]:
+            assert item["sent_at"] is not None, item
+            assert datetime.fromisoformat(item["sent_at"]) >= planned[item["key"]]
         assert client.get("/api/objectives/nope", headers=AUTH).status_code == 404
 
     path = tmp_path / "backlog-sync.yaml"
@@ -484,3 +495,101 @@ def test_partial_days_grow_to_their_final_value_as_the_clock_moves(world: World)
     assert values == {date(2026, 11, 29): leads_2026(date(2026, 11, 29)), nov30: leads_2026(nov30),
                       date(2026, 12, 1): round(leads_2026(date(2026, 12, 1)) * 0.9)}
     assert series == [nov30, date(2026, 12, 1)]  # one progress point per day of data
+
+
+def test_one_objectives_bad_data_is_recorded_on_it_and_the_others_are_computed(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    data = world.config().model_dump(mode="json", exclude_none=True)
+    # No such event in the property: the baseline adds up to 0, so an absolute target has no uplift.
+    data["objectives"].append({
+        "key": "launch-signups", "name": "Launch sign-ups", "owner": "web@acme.example", "metric": "eventCount",
+        "dimension_filter": {"eventName": "launch_signup"}, "baseline": "previous_year", "target": 5000,
+        "start": "2026-01-01", "end": "2026-12-31", "milestones": "quarterly"})
+    config = AppConfig.model_validate(data)
+    job = world.job(config)
+    with caplog.at_level("ERROR", logger="backlog_sync.kpi"):
+        result = job.run(today=TODAY)
+        again = job.run(today=TODAY)
+    for run in (result, again):
+        assert run.status == "succeeded", run
+        assert run.objectives_computed == ["email-leads"]  # the other objective is computed regardless
+        assert list(run.objectives_failed) == ["launch-signups"]
+    reason = result.objectives_failed["launch-signups"]
+    assert reason.startswith("objectives[1] (launch-signups): ") and "baseline" in reason
+    logged = [r for r in caplog.records if "launch-signups" in r.getMessage()]
+    assert len(logged) == 1  # logged once, not on every run
+
+    settings = Settings(admin_token=ADMIN_TOKEN, database_url=str(world.engine.url))
+    app = create_app(settings=settings, config=config, engine=world.engine, start_scheduler=False)
+    with TestClient(app) as client:
+        summaries = {s["key"]: s for s in client.get("/api/objectives", headers=AUTH).json()}
+        assert summaries["email-leads"]["problem"] is None and summaries["email-leads"]["status"] is not None
+        detail = client.get("/api/objectives/launch-signups", headers=AUTH).json()
+        assert detail["problem"] == reason and detail["status"] is None
+    path = tmp_path / "backlog-sync.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    monkeypatch.setenv("DATABASE_URL", str(world.engine.url.render_as_string(hide_password=False)))
+    shown_table = CliRunner().invoke(cli, ["kpi", "-c", str(path)])
+    assert shown_table.exit_code == 0, shown_table.output
+    assert "objectives[1] (launch-signups)" in shown_table.output and "baseline" in shown_table.output
+
+    # With data that adds up (a baseline value), it is computed and the problem goes away.
+    data["objectives"][1]["baseline"] = {"value": 4000}
+    fixed = world.job(AppConfig.model_validate(data)).run(today=TODAY)
+    assert sorted(fixed.objectives_computed) == ["email-leads", "launch-signups"] and not fixed.objectives_failed
+    with TestClient(create_app(settings=settings, config=AppConfig.model_validate(data), engine=world.engine,
+                               start_scheduler=False)) as client:
+        assert client.get("/api/objectives/launch-signups", headers=AUTH).json()["problem"] is None
+
+
+def test_a_decrease_target_shows_one_attainment_in_the_api_and_the_written_text(world: World) -> None:
+    # The same series held to -10 %: email leads grew instead, so lower-is-better attainment is expected / actual.
+    data = world.config().model_dump(mode="json", exclude_none=True)
+    data["objectives"][0]["target"] = "-10%"
+    config = AppConfig.model_validate(data)
+    sync = world.sync_and_drain(config)
+    world.job(config).run(today=TODAY)
+    OutboxWorker(engine=world.engine, sync_service=sync).drain()
+
+    # Actuals from the ground truth; the linear split by quarter gives -2.5, -5, -7.5, -10 % over the baseline
+    # (the +40 % example's expectations divided back by 1.1, 1.2, 1.3, 1.4 are the baseline).
+    hand = expected_by_hand()
+    baselines = [q["expected"] / (1 + u) for q, u in zip(hand["quarters"], (0.10, 0.20, 0.30, 0.40), strict=True)]
+    q4 = hand["quarters"][3]
+    q4_expected = baselines[3] * 0.90
+    window_expected = sum(b * (1 + u) for b, u in zip(baselines, (-0.025, -0.05, -0.075, -0.10), strict=True))
+    q4_attainment = q4_expected / q4["actual"]
+    window_attainment = window_expected / hand["actual"]
+    assert q4_attainment < 0.9 and window_attainment < 0.9  # off track both: leads rose, the target was a fall
+
+    settings = Settings(admin_token=ADMIN_TOKEN, database_url=str(world.engine.url))
+    app = create_app(settings=settings, config=config, engine=world.engine, start_scheduler=False)
+    with TestClient(app) as client:
+        detail = client.get("/api/objectives/email-leads", headers=AUTH).json()
+    assert detail["status"] == "off_track" and detail["attainment"] == pytest.approx(window_attainment)
+    assert detail["current_milestone"]["status"] == "off_track"
+    assert detail["current_milestone"]["attainment"] == pytest.approx(q4_attainment)
+    key = _linked_keys(world.engine)[0]
+    comment = _comments(world.jira, key)[-1]
+    assert f"expected to date ({q4_attainment * 100:.1f}%), off track." in comment
+    assert f"expected ({window_attainment * 100:.1f}%), off track." in comment
+
+
+def test_a_page_without_traffic_gets_no_reach_and_a_problem_not_a_reach_of_zero(world: World) -> None:
+    config = world.config(reach={"names": "page", "days": 28})
+    world.jira.set_field("MKT-5", "labels", ["page:/landing/not-launched-yet"], notify=False)
+    world.jira.set_field("MKT-5", "Reach", None, notify=False)
+    world.sync_and_drain(config)
+    assert not any(world.ga4.value(d, {"landingPage": "/landing/not-launched-yet"}, "activeUsers", reported=True)
+                   for d in days(date(2026, 11, 3), date(2026, 11, 30)))  # GA4 has no traffic for it
+
+    assert world.job(config).run(today=TODAY).status == "succeeded"
+    with session_scope(world.engine) as db:
+        row = db.execute(select(ItemRow).where(ItemRow.key == "MKT-5")).scalar_one()
+        reach = db.execute(select(KpiReachRow.reach).where(KpiReachRow.external_id == row.external_id)).scalar_one()
+    assert reach is None
+    assert row.score is None and row.rank is None  # unscored, not scored 0 and ranked last
+    reasons = [p["reason"] for p in row.score_problems if p["field"] == "reach"]
+    assert any(r.startswith("not derived: GA4 had no traffic (activeUsers) over the last 28 days for landingPage "
+                            "/landing/not-launched-yet") for r in reasons), reasons
+    assert "missing input: reach" in reasons

@@ -22,7 +22,7 @@ RESULT = KpiResult(
     objective_key="email-leads", objective_name="Email leads", milestone="Q4", milestone_start=date(2026, 10, 1),
     milestone_end=date(2026, 12, 31), milestone_target=0.40, milestone_actual=3536, milestone_expected=3400,
     milestone_status="on_track", actual=16114, expected=16500, status="at_risk", expected_total=20000,
-    projection=19500, as_of=date(2026, 11, 30))
+    projection=19500, as_of=date(2026, 11, 30), milestone_attainment=3536 / 3400, attainment=16114 / 16500)
 
 
 def test_english_text() -> None:
@@ -47,6 +47,19 @@ def test_french_text_uses_french_numbers_and_words() -> None:
         f"- Objectif de la période : 20{nb}000 ; projection : 19{nb}500.",
         "(écrit par backlog-sync)",
     ])
+
+
+def test_the_text_shows_the_attainment_it_is_given_for_a_decrease_target() -> None:
+    # -10 % bounces: 900 against 1,000 expected is better than planned, 1,000 / 900 = 111.1 %, on track.
+    lower = replace(RESULT, milestone_actual=900, milestone_expected=1000, milestone_attainment=1000 / 900,
+                    milestone_status="on_track", actual=5000, expected=4000, attainment=4000 / 5000,
+                    status="off_track")
+    text = kpi_result_text(lower, "en")
+    assert "900 vs 1,000 expected to date (111.1%), on track." in text
+    assert "5,000 vs 4,000 expected (80.0%), off track." in text
+    # A result stored before attainments were kept shows no ratio rather than a wrong one.
+    older = replace(lower, milestone_attainment=None, attainment=None)
+    assert "900 vs 1,000 expected to date, on track." in kpi_result_text(older, "en")
 
 
 def test_the_field_lists_every_linked_objective_by_key() -> None:

@@ -5,7 +5,8 @@ The SDK talks urllib3, not requests, so `make_session` cannot equip it. Every SD
 runs each attempt under the project's one policy (`connectors.base.call_with_policy`: rate limiter, call
 observers, the STATUS_ACTIONS table through `error_for_status`, `run_with_retry` honouring Retry-After) with a
 timeout on every call, and the SDK's own urllib3 retries turned off. On top, at most 50 reads and 15 writes are
-in flight per token (Asana's concurrency limits), and the per-minute limiter follows the plan
+in flight per token across the process (Asana's concurrency limits; `token_slots`), and the per-minute limiter,
+shared per token too, follows the plan
 (150 free, 1,500 paid).
 
 Reading. A project's tasks come from GET /projects/{gid}/tasks with the opt_fields the mapping needs,
@@ -26,6 +27,7 @@ with the fresh token from the 412 stored for next time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -88,6 +90,21 @@ def plan_requests_per_minute(plan: str, override: int | None = None) -> int:
     if plan not in PLAN_REQUESTS_PER_MINUTE:
         raise FatalError(f"asana: unknown plan {plan!r} (free or paid)", vendor=VENDOR)
     return PLAN_REQUESTS_PER_MINUTE[plan]
+
+
+_slots_lock = threading.Lock()
+_token_slots: dict[str, tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]] = {}
+
+
+def token_slots(token: str) -> tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]:
+    """The process-wide (reads, writes) in-flight slots of one token: Asana's concurrency limits count per token,
+    so every connector (every source) using the token shares them, as they share its rate limiter."""
+    key = hashlib.sha256(token.encode()).hexdigest()[:16]  # the token itself is not kept as a key
+    with _slots_lock:
+        if key not in _token_slots:
+            _token_slots[key] = (threading.BoundedSemaphore(MAX_READS_IN_FLIGHT),
+                                 threading.BoundedSemaphore(MAX_WRITES_IN_FLIGHT))
+        return _token_slots[key]
 
 
 class PolicyRESTClient(rest.RESTClientObject):
@@ -205,10 +222,10 @@ class AsanaConnector:
         configuration.access_token = token
         configuration.retry_strategy = False  # one retry policy: ours, in PolicyRESTClient
         self._client = asana.ApiClient(configuration)
+        reads, writes = token_slots(token)
         self.transport = PolicyRESTClient(
             configuration, policy=policy or RetryPolicy(), limiter=limiter, timeout=timeout,
-            reads=threading.BoundedSemaphore(MAX_READS_IN_FLIGHT),
-            writes=threading.BoundedSemaphore(MAX_WRITES_IN_FLIGHT))
+            reads=reads, writes=writes)
         self._client.rest_client = self.transport
         self._tasks = asana.TasksApi(self._client)
         self._events = asana.EventsApi(self._client)

@@ -22,8 +22,10 @@ Where py-trello lacks what we need, the call goes through `TrelloClient.fetch_js
 Incremental sync. The cursor is JSON: {"boards": {board id: last action id}}. A full read first notes the
 board's newest action id, then pages the cards; anything changed during the scan is an action after that id,
 read again next time. An incremental read pages the actions after the stored id (ids grow with time), and
-re-reads the cards they name: one by one when few, the whole board when many. Archived, deleted and moved-out
-cards are left out of what `fetch` returns (the service removes them); `list_ids` feeds the reconcile.
+re-reads the cards they name: ten a call through GET /1/batch when few (at most 50), the whole board when many
+(a changed card missing from it is looked for on the other configured boards before it is removed). Archived,
+deleted and moved-out cards are left out of what `fetch` returns (the service removes them); `list_ids` feeds
+the reconcile.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ KEY_LIMIT = (300, 10.0)  # and 300 per 10 s per API key, whatever the token
 # Our clock starts a window when a call leaves; Trello's when it arrives. Stretching our windows by 5% keeps a
 # call that left a little late from landing inside Trello's previous window.
 WINDOW_MARGIN = 1.05
-FETCH_ONE_BY_ONE = 50  # more changed cards than this: page the board instead of one call per card
+FETCH_ONE_BY_ONE = 50  # more changed cards than this: page the board instead of /1/batch calls of ten
 CARD_FIELDS = "id,name,desc,idBoard,idList,idLabels,idMembers,labels,due,dateLastActivity,pos,closed,shortLink,url"
 ACTION_FILTER = ",".join(sorted(CARD_ACTIONS))
 NO_ACTION = "0" * 24

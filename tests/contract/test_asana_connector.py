@@ -252,6 +252,18 @@ def test_at_most_50_reads_and_15_writes_in_flight(asana: Asana) -> None:
     assert asana.workspace.max_writes_in_flight == MAX_WRITES_IN_FLIGHT
 
 
+def test_two_sources_on_one_token_share_its_50_reads_in_flight(asana: Asana) -> None:
+    first, second = asana.connector(), AsanaConnector(base_url=asana.url, token=DEFAULT_TOKEN,
+                                                      projects=[FR_PROJECT], policy=FAST)
+    asana.state.flags.update({"read_delay": 0.2})
+    with ThreadPoolExecutor(max_workers=90) as pool:
+        reads = [pool.submit((first if n % 2 else second).fetch, ["1203000000000001"]) for n in range(140)]
+        for future in reads:
+            future.result()
+    assert asana.workspace.violations == 0  # Asana counts in-flight reads per token, not per source
+    assert asana.workspace.max_reads_in_flight == MAX_READS_IN_FLIGHT
+
+
 def test_writes_and_comments_reach_the_task(asana: Asana) -> None:
     connector = asana.connector()
     context = connector.describe()

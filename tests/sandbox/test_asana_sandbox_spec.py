@@ -181,3 +181,14 @@ def test_refusals_are_shaped_like_asana_s(asana) -> None:
     assert int(answers[-1].headers["Retry-After"]) >= 1
     assert answers[-1].json()["errors"][0]["message"].startswith("You've made too many requests")
     assert workspace.violations == 1
+
+
+def test_the_token_s_user_and_a_hidden_task_answer_as_the_spec_says(asana) -> None:
+    url, session, workspace = asana
+    me = session.get(f"{url}/users/me", params={"opt_fields": "gid"}, timeout=10)
+    assert me.status_code == 200 and me.json()["data"]["gid"] == workspace.me["gid"]
+    validate("/users/{user_gid}", "get", me)
+    workspace.hidden_tasks.add("1203000000000001")
+    hidden = session.get(f"{url}/tasks/1203000000000001", timeout=10)
+    assert hidden.status_code == 403
+    validate("/tasks/{task_gid}", "get", hidden)

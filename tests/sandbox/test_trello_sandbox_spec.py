@@ -200,3 +200,14 @@ def test_refusals_are_shaped_like_trello_s(trello) -> None:
         spec_path("trello.json").parent.joinpath("examples", "trello", "rate_limited_429_token_body.json").read_text())
     assert "Retry-After" not in statuses[-1].headers
     assert site.violations["API_TOKEN_LIMIT_EXCEEDED"] == 1
+
+
+def test_the_token_s_member_follows_the_spec_and_a_hidden_board_s_card_answers_401(trello) -> None:
+    url, site = trello
+    me = get(url, "/1/members/me", fields="id").json()
+    assert me["id"] == site.me["id"]
+    check(me, response_schema("/members/{id}", "get"))
+    board = site.board_named("Marketing backlog")
+    site.hidden_boards.add(board.id)
+    refused = requests.get(f"{url}/1/cards/{next(iter(board.cards))}", params=AUTH, timeout=10)
+    assert refused.status_code == 401 and refused.text == "unauthorized card permission requested"

@@ -237,8 +237,8 @@ class JiraConnector:
         return found
 
     def recent_comments(self, external_id: str, limit: int) -> list[Any]:
-        """The bodies of an issue's latest comments, newest first (ADF on Cloud, wiki text on Data Center): the
-        issue record read by `fetch` carries its comment field, so this costs no call of its own kind."""
+        """The bodies of an issue's latest comments, newest first (ADF on Cloud, wiki text on Data Center), from
+        the comment field of the issue record `fetch` reads (one search call; an issue out of scope has none)."""
         found = self.fetch([external_id])
         fields = found[0].get("fields") if found and isinstance(found[0].get("fields"), dict) else {}
         page = fields.get("comment") if isinstance(fields.get("comment"), dict) else {}

@@ -231,7 +231,12 @@ class OutboxWorker:
             return rows  # a tool that cannot show its comments gets the comment again (at least once)
         bodies = connector.recent_comments(external_id, max(RECENT_COMMENTS, 2 * len(recovered)))
         held = [tool.mapping.comment_text(body).split() for body in bodies]
-        landed = {row.id for row in recovered if str(row.value).split() in held}
+        landed: set[int | None] = set()
+        for row in recovered:  # each comment the tool holds accounts for one row: two equal rows need two
+            words = str(row.value).split()
+            if words in held:
+                held.remove(words)
+                landed.add(row.id)
         if landed:
             log.info("%s already holds %d comment(s) from an interrupted write; not posting them again",
                      external_id, len(landed))

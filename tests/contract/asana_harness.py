@@ -58,6 +58,10 @@ class AsanaHarness(Harness):
     def make_pages_repeat(self) -> None:
         self.state.flags["repeat_page_token"] = True
 
+    def comment_count(self, external_id: str) -> int:
+        stories = self.workspace.tasks[external_id].stories
+        return sum(1 for story in stories if story["resource_subtype"] == "comment_added")
+
     def rate_limit_body(self) -> Any:
         return {"errors": [{"message": "You've made too many requests and hit a rate limit. Please retry after "
                                        "the given amount of time."}]}

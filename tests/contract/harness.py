@@ -52,6 +52,10 @@ class Harness:
     def make_pages_repeat(self) -> None:
         raise NotImplementedError
 
+    def comment_count(self, external_id: str) -> int:
+        """How many comments the item holds in the tool, counted by the sandbox."""
+        raise NotImplementedError
+
     def rate_limit_body(self) -> Any:
         return {"error": "rate limited"}
 

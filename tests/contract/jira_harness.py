@@ -58,6 +58,11 @@ class JiraHarness(Harness):
     def make_pages_repeat(self) -> None:
         self.state.flags["repeat_page_token"] = True
 
+    def comment_count(self, external_id: str) -> int:
+        issue = self.site.find(external_id)
+        assert issue is not None
+        return len(issue.comments)
+
     def rate_limit_body(self) -> Any:
         return {"errorMessages": ["Rate limit exceeded."], "errors": {}}
 

@@ -1,14 +1,19 @@
 """The shared contract every work-item connector meets, run through the service against its sandbox:
 full sync, resume from cursor, 429 then success, 401 -> paused source, repeating page -> clear failure,
-a second sync writes nothing, and every scripted route was hit."""
+a second sync writes nothing, every scripted route was hit, and a comment a dead worker posted is not posted
+again (the connector reads the item's comments back)."""
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import func, select
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import func, select, update
+
+from connectors.base import ReadsComments
 from service.db import session_scope
-from service.outbox import OutboxWorker
+from service.outbox import OutboxWorker, claim
+from service.registry import tool_for
 from service.sync import SourceUnavailable
 from service.tables import ItemRow, OutboxRow, SourceRow, SyncRun
 from tests.contract import asana_harness, jira_harness, trello_harness  # noqa: F401  (register the harnesses)
@@ -113,3 +118,40 @@ def test_repeating_page_fails_clearly_and_keeps_the_backlog(harness: Harness, se
     with session_scope(service.engine) as db:
         run = db.get(SyncRun, result.run_id)
         assert run is not None and run.status == "failed" and run.error
+
+
+def test_a_comment_a_dead_worker_posted_is_not_posted_again(harness: Harness, service: ServiceUnderTest) -> None:
+    assert service.sync.run(harness.source_name, mode="full", trigger="cli").status == "succeeded"
+    assert OutboxWorker(engine=service.engine, sync_service=service.sync).drain().failed == 0
+    with session_scope(service.engine) as db:
+        external_id = db.scalars(select(ItemRow.external_id).where(ItemRow.source == harness.source_name)
+                                 .order_by(ItemRow.external_id)).first()
+        assert external_id is not None
+        text = "KPI « Email leads » (email-leads): 80 % of the target 🎯\n(written by backlog-sync)"
+        db.add(OutboxRow(source=harness.source_name, external_id=external_id, field="comment", value=text))
+    connector = service.sync.connector(harness.source_name)
+    mapping = tool_for(harness.kind).mapping
+    assert isinstance(connector, ReadsComments)
+    before = harness.comment_count(external_id)
+    # A worker claims the comment, posts it and dies before recording that it did; its claim lapses.
+    (row,) = claim(service.engine, limit=10, claim_seconds=60)
+    connector.add_comment(external_id, mapping.comment_body(text, context=service.sync.context(harness.source_name)))
+    assert harness.comment_count(external_id) == before + 1
+    with session_scope(service.engine) as db:
+        db.execute(update(OutboxRow).where(OutboxRow.id == row.id)
+                   .values(claimed_until=datetime.now(UTC) - timedelta(seconds=1)))
+
+    drained = OutboxWorker(engine=service.engine, sync_service=service.sync).drain()
+    assert (drained.sent, drained.failed) == (1, 0), drained.errors
+    assert harness.comment_count(external_id) == before + 1  # not posted a second time
+    latest = connector.recent_comments(external_id, 1)
+    assert [mapping.comment_text(body).split() for body in latest] == [text.split()]
+    # A comment that never reached the tool is posted, even when taken over from a dead worker.
+    with session_scope(service.engine) as db:
+        db.add(OutboxRow(source=harness.source_name, external_id=external_id, field="comment", value=text + " 2"))
+    claim(service.engine, limit=10, claim_seconds=60)
+    with session_scope(service.engine) as db:
+        db.execute(update(OutboxRow).where(OutboxRow.status == "sending")
+                   .values(claimed_until=datetime.now(UTC) - timedelta(seconds=1)))
+    assert OutboxWorker(engine=service.engine, sync_service=service.sync).drain().sent == 1
+    assert harness.comment_count(external_id) == before + 2

@@ -68,5 +68,8 @@ class TrelloHarness(Harness):
     def make_pages_repeat(self) -> None:
         self.state.flags["repeat_page"] = True
 
+    def comment_count(self, external_id: str) -> int:
+        return sum(1 for comment in self.site.comments if comment["card"] == external_id)
+
     def rate_limit_body(self) -> Any:
         return {"error": "API_TOKEN_LIMIT_EXCEEDED", "message": "Rate limit exceeded"}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -118,6 +118,12 @@ class QuotaExhausted(RetriableError):
         super().__init__(message, **kw)
         self.completed = {}
 
+
+# GA4's documented token limits of a standard property (Data API quotas): the budget is never estimated below
+# them, so a process that starts when the quota is already low still keeps the reserve of the whole budget.
+# A GA4 360 property has more; the largest remaining + consumed seen raises the estimate above these.
+STANDARD_QUOTA_LIMITS = {"tokens_per_day_remaining": 200_000, "tokens_per_hour_remaining": 40_000,
+                         "tokens_per_project_per_hour_remaining": 14_000}
 
 # PropertyQuota field -> (our attribute, which window resets it)
 _TOKEN_QUOTAS = (
@@ -229,7 +235,10 @@ class GA4Connector:
         limiter: RateLimiter | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         clock: Callable[[], datetime] | None = None,
+        quota_floor: Mapping[str, int] | None = None,
     ) -> None:
+        """quota_floor: the token limits the budget estimate never goes under (PropertyQuota attribute ->
+        tokens); GA4's standard-property limits by default."""
         if endpoint is not None and not re.match(r"^https?://[^/]+", endpoint):
             raise FatalError(f"ga4: endpoint {endpoint!r} is not a URL (e.g. https://analyticsdata.googleapis.com)",
                              vendor=VENDOR)
@@ -258,7 +267,9 @@ class GA4Connector:
         self._adapter = session.get_adapter(endpoint or "https://analyticsdata.googleapis.com")
         self.quota: PropertyQuota | None = None  # the latest returned
         self.calls = 0  # batchRunReports calls made: one HTTP request each, plus `retries` when the adapter retried
-        self._limits: dict[str, int] = {}  # largest remaining + consumed seen per token quota: the budget
+        # The budget per token quota: the floor, raised by the largest remaining + consumed seen (GA4 reports
+        # only what this request consumed, so that alone under-estimates it when the quota is already low).
+        self._limits: dict[str, int] = dict(STANDARD_QUOTA_LIMITS if quota_floor is None else quota_floor)
         self._resume_at: datetime | None = None
 
     @staticmethod

@@ -25,12 +25,14 @@ from requests.adapters import HTTPAdapter
 
 from connectors.base import (
     AuthError,
+    ConnectorError,
     FatalError,
     MetricRow,
     PaginationLoopError,
     Paginator,
     RetriableError,
     RetryPolicy,
+    SkippableError,
 )
 from connectors.ga4 import (
     GA4Connector,
@@ -388,6 +390,34 @@ def test_too_many_requests_from_the_library_is_quota_exhausted_too(ga4: Sandbox)
     assert caught.value.retry_after == 90
     assert isinstance(caught.value.__cause__, google_errors.TooManyRequests)
     connector.close()
+
+
+@pytest.mark.parametrize(("status", "reason", "typed"), [
+    (403, "PERMISSION_DENIED", AuthError), (409, "ABORTED", RetriableError),
+    (422, "FAILED_PRECONDITION", SkippableError), (500, "INTERNAL", RetriableError),
+    (503, "UNAVAILABLE", RetriableError), (404, "NOT_FOUND", FatalError), (400, "INVALID_ARGUMENT", FatalError),
+    (429, "RESOURCE_EXHAUSTED", QuotaExhausted),
+])
+def test_the_librarys_exceptions_are_typed_by_the_one_status_table(ga4: Sandbox, status: int, reason: str,
+                                                                    typed: type[Exception]) -> None:
+    """A status that reaches google.api_core (here: the session's adapter swapped for a plain one) is typed by
+    connectors.base's table; only 429 (QuotaExhausted), 400 (the field named) and 404 (the property) differ."""
+    message = "Field leadz is not a valid metric." if status == 400 else f"{reason.lower()} from GA4"
+    ga4.state.inject(route=BATCH, status=status, body={"error": {"code": status, "message": message,
+                                                                 "status": reason}})
+    connector = ga4.connector()
+    connector._client.transport._session.mount("http://", HTTPAdapter(max_retries=0))
+    spec = ReportSpec(metrics=("eventCount", "leadz"), start_date=date(2026, 11, 1), end_date=date(2026, 11, 2))
+    with pytest.raises(ConnectorError) as caught:
+        connector.run_reports([spec])
+    connector.close()
+    assert type(caught.value) is typed, caught.value
+    assert caught.value.status == status and caught.value.vendor == "ga4"
+    assert isinstance(caught.value.__cause__, google_errors.GoogleAPICallError)
+    if status == 400:
+        assert "the report's leadz" in str(caught.value)
+    elif status not in (404, 429):
+        assert f"HTTP {status} on batchRunReports properties/{PROPERTY_ID}" in str(caught.value)
 
 
 def test_a_server_error_is_retried(ga4: Sandbox) -> None:

@@ -11,8 +11,9 @@ One HTTP policy: the REST transport talks through a google-auth AuthorizedSessio
 `make_session` equips it with the project's adapter (timeouts, limiter, retries honouring Retry-After, typed
 errors, call metrics), and the client's own retry is turned off (retry=None), so there is one retry loop. A 429
 therefore reaches us as the adapter's RetriableError once its retries are spent; the client's TooManyRequests /
-ResourceExhausted (what google.api_core makes of a 429 it is handed) are translated too. No call bypasses the
-library.
+ResourceExhausted (what google.api_core makes of a 429 it is handed) are translated too. Any other status the
+library raises as a GoogleAPICallError is typed by its HTTP code through connectors.base's one status table
+(error_for_status). No call bypasses the library.
 
 Credentials: a service-account key file (the client signs its own JWT with the key, scoped to
 analytics.readonly, so no token exchange takes place), application default credentials, or anonymous (the
@@ -32,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -70,6 +71,7 @@ from connectors.base import (
     RateLimiter,
     RetriableError,
     RetryPolicy,
+    error_for_status,
     make_session,
     parse_retry_after,
 )
@@ -118,6 +120,12 @@ class QuotaExhausted(RetriableError):
         super().__init__(message, **kw)
         self.completed = {}
 
+
+# GA4's documented token limits of a standard property (Data API quotas): the budget is never estimated below
+# them, so a process that starts when the quota is already low still keeps the reserve of the whole budget.
+# A GA4 360 property has more; the largest remaining + consumed seen raises the estimate above these.
+STANDARD_QUOTA_LIMITS = {"tokens_per_day_remaining": 200_000, "tokens_per_hour_remaining": 40_000,
+                         "tokens_per_project_per_hour_remaining": 14_000}
 
 # PropertyQuota field -> (our attribute, which window resets it)
 _TOKEN_QUOTAS = (
@@ -229,7 +237,10 @@ class GA4Connector:
         limiter: RateLimiter | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         clock: Callable[[], datetime] | None = None,
+        quota_floor: Mapping[str, int] | None = None,
     ) -> None:
+        """quota_floor: the token limits the budget estimate never goes under (PropertyQuota attribute ->
+        tokens); GA4's standard-property limits by default."""
         if endpoint is not None and not re.match(r"^https?://[^/]+", endpoint):
             raise FatalError(f"ga4: endpoint {endpoint!r} is not a URL (e.g. https://analyticsdata.googleapis.com)",
                              vendor=VENDOR)
@@ -258,7 +269,9 @@ class GA4Connector:
         self._adapter = session.get_adapter(endpoint or "https://analyticsdata.googleapis.com")
         self.quota: PropertyQuota | None = None  # the latest returned
         self.calls = 0  # batchRunReports calls made: one HTTP request each, plus `retries` when the adapter retried
-        self._limits: dict[str, int] = {}  # largest remaining + consumed seen per token quota: the budget
+        # The budget per token quota: the floor, raised by the largest remaining + consumed seen (GA4 reports
+        # only what this request consumed, so that alone under-estimates it when the quota is already low).
+        self._limits: dict[str, int] = dict(STANDARD_QUOTA_LIMITS if quota_floor is None else quota_floor)
         self._resume_at: datetime | None = None
 
     @staticmethod
@@ -365,22 +378,8 @@ class GA4Connector:
             if exc.status == 429:
                 raise self._exhausted(str(exc), exc.retry_after) from exc
             raise
-        except google_errors.TooManyRequests as exc:  # ResourceExhausted is a TooManyRequests
-            headers = exc.response.headers if exc.response is not None else {}
-            raise self._exhausted(f"ga4: {exc.message}", parse_retry_after(headers.get("Retry-After"))) from exc
-        except (google_errors.Unauthorized, google_errors.Forbidden) as exc:
-            raise AuthError(f"ga4: {self.property} refused our credentials: {exc.message}", status=exc.code,
-                            vendor=VENDOR) from exc
-        except google_errors.BadRequest as exc:
-            raise self._refused(exc, specs) from exc
-        except google_errors.NotFound as exc:
-            raise FatalError(f"ga4: {self.property} was not found: {exc.message}", status=404,
-                             vendor=VENDOR) from exc
-        except google_errors.ServerError as exc:
-            raise RetriableError(f"ga4: {exc.message}", status=exc.code, vendor=VENDOR) from exc
-        except google_errors.GoogleAPICallError as exc:
-            raise FatalError(f"ga4: {self.property} answered {exc.code}: {exc.message}", status=exc.code,
-                             vendor=VENDOR) from exc
+        except google_errors.GoogleAPICallError as exc:  # statuses the adapter let through to the library
+            raise self._typed_error(exc, specs) from exc
         except google.auth.exceptions.RefreshError as exc:
             raise AuthError(f"ga4: could not obtain an access token: {exc}", vendor=VENDOR) from exc
         except google.auth.exceptions.TransportError as exc:
@@ -393,6 +392,23 @@ class GA4Connector:
                 self._note_quota(report)
         self._check_reserve()
         return reports
+
+    def _typed_error(self, exc: google_errors.GoogleAPICallError, specs: list[ReportSpec]) -> Exception:
+        """Maps the library's exception by its HTTP code through the one status table (connectors.base), refined
+        only where GA4 needs it: 429 (RESOURCE_EXHAUSTED) is QuotaExhausted, 400 a FatalError naming the field,
+        and 404 fatal (a GA4 call has no single record to skip: only the property can be missing)."""
+        headers = exc.response.headers if exc.response is not None else {}
+        status = exc.code if isinstance(exc.code, int) else None
+        if status == 429 or isinstance(exc, google_errors.TooManyRequests):  # ResourceExhausted is one
+            return self._exhausted(f"ga4: {exc.message}", parse_retry_after(headers.get("Retry-After")))
+        if status == 400:
+            return self._refused(exc, specs)
+        if status == 404:
+            return FatalError(f"ga4: {self.property} was not found: {exc.message}", status=404, vendor=VENDOR)
+        error = error_for_status(status, headers=headers, body=exc.message, vendor=VENDOR,
+                                 where=f"batchRunReports {self.property}") if status is not None else None
+        return error or FatalError(f"ga4: {self.property} answered {exc.code}: {exc.message}", status=status,
+                                   vendor=VENDOR)
 
     def _refused(self, exc: google_errors.GoogleAPICallError, specs: list[ReportSpec]) -> FatalError:
         """A 400: names the metrics or dimensions GA4's message mentions (e.g. "Field foo is not a valid metric")."""

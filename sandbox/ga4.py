@@ -235,6 +235,14 @@ class GA4Property:
             self._consumed["tokensPerDay"] = 0
             self.new_hour()
 
+    def spend_tokens(self, tokens: int, *, quotas: tuple[str, ...] = TOKEN_QUOTAS) -> None:
+        """Other clients of the property spent `tokens` in the current windows of `quotas` (e.g. a client of
+        another Google Cloud project counts against tokensPerHour and tokensPerDay, not our per-project one)."""
+        with self.lock:
+            self._roll_windows()
+            for key in quotas:
+                self._consumed[key] += tokens
+
     def consumed(self) -> dict[str, int]:
         with self.lock:
             self._roll_windows()

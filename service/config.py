@@ -101,13 +101,19 @@ class WriteBack(Strict):
     create_missing_fields: bool = False  # create missing custom fields, only when asked
 
 
+_PAGE_DIMENSIONS = frozenset({"landingPage", "landingPagePlusQueryString", "pagePath", "pagePathPlusQueryString",
+                              "pageLocation"})
+
+
 class ReachFromGA4(Strict):
     """Per source: fill an item's RICE reach from GA4 traffic to the page (or channel, segment) it names.
 
     A reach the user entered always wins; a derived one is marked as such on the item."""
 
     names: Literal["page", "channel", "segment"] = "page"  # what an item names; a page by a label or a line
-    dimension: str = "landingPage"  # the GA4 dimension the named value is matched against
+    # The GA4 dimension the named value is matched against: by default landingPage for a page and
+    # sessionDefaultChannelGroup for a channel; a segment has no natural one and must name it.
+    dimension: str = "landingPage"
     metric: str = "activeUsers"
     days: int = Field(28, ge=1, le=365, description="reach = the metric over the last N complete days")
     label_prefix: str = Field("page:", min_length=1, description="a label 'page:/landing/spring-sale' names a page")
@@ -117,9 +123,17 @@ class ReachFromGA4(Strict):
     def dimension_fits(self) -> ReachFromGA4:
         from service.kpi.expression import check_dimension, check_summable_metric
 
-        if "dimension" not in self.model_fields_set and self.names == "channel":
-            self.dimension = "sessionDefaultChannelGroup"
+        if "dimension" not in self.model_fields_set:
+            if self.names == "segment":
+                raise ValueError("names: segment needs a 'dimension' to match the segment against (e.g. "
+                                 "audienceName, newVsReturning or a customUser: dimension); GA4 has no segment one")
+            if self.names == "channel":
+                self.dimension = "sessionDefaultChannelGroup"
         check_dimension(self.dimension)
+        if (self.dimension in _PAGE_DIMENSIONS) != (self.names == "page"):
+            raise ValueError(f"dimension {self.dimension!r} does not hold {self.names} names: a page is matched "
+                             f"against a page dimension ({', '.join(sorted(_PAGE_DIMENSIONS))}), a channel or "
+                             "segment against another one")
         check_summable_metric(self.metric)
         for dimension in self.dimension_filter:
             check_dimension(dimension)

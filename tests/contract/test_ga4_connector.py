@@ -25,12 +25,14 @@ from requests.adapters import HTTPAdapter
 
 from connectors.base import (
     AuthError,
+    ConnectorError,
     FatalError,
     MetricRow,
     PaginationLoopError,
     Paginator,
     RetriableError,
     RetryPolicy,
+    SkippableError,
 )
 from connectors.ga4 import (
     GA4Connector,
@@ -290,7 +292,8 @@ def test_a_lasting_429_becomes_quota_exhausted_until_the_next_hour(ga4: Sandbox)
 
 def test_a_daily_quota_waits_for_midnight_pacific_and_retry_after_wins(ga4: Sandbox) -> None:
     ga4.ga4.set_quota_budget(tokens_per_day=3)
-    with ga4.connector() as connector:
+    # An emulated budget far under GA4's standard limits: the connector is told not to assume those.
+    with ga4.connector(quota_floor={}) as connector:
         connector.run_reports([leads(date(2026, 11, 1), date(2026, 11, 2))])
         connector.run_reports([leads(date(2026, 11, 3), date(2026, 11, 4))])
         with pytest.raises(QuotaExhausted) as caught:
@@ -308,7 +311,8 @@ def test_a_daily_quota_waits_for_midnight_pacific_and_retry_after_wins(ga4: Sand
 
 def test_the_reserve_pauses_before_the_budget_is_spent(ga4: Sandbox) -> None:
     ga4.ga4.set_quota_budget(tokens_per_hour=40)
-    with ga4.connector(reserve_fraction=0.1) as connector:
+    # An emulated budget far under GA4's standard limits: the connector is told not to assume those.
+    with ga4.connector(reserve_fraction=0.1, quota_floor={}) as connector:
         for week in range(35):  # 1 token each
             connector.run_reports([leads(date(2026, 1, 1) + timedelta(weeks=week),
                                          date(2026, 1, 7) + timedelta(weeks=week))])
@@ -326,6 +330,28 @@ def test_the_reserve_pauses_before_the_budget_is_spent(ga4: Sandbox) -> None:
         (rows,) = connector.run_reports([leads(date(2026, 10, 8), date(2026, 10, 14))])
         assert len(rows) == 7
         assert connector.quota.tokens_per_hour_remaining == 39
+
+
+def test_a_process_that_starts_when_the_quota_is_low_keeps_the_standard_reserve(ga4: Sandbox) -> None:
+    # A standard property (40,000 tokens an hour) of which other clients already spent 38,500: 1,500 remain,
+    # under 5 % of the hour's 40,000 (2,000). GA4 reports only this request's consumption, so remaining +
+    # consumed (1,500) alone would set the reserve at 75 tokens and spend the rest.
+    ga4.ga4.spend_tokens(38_500, quotas=("tokensPerHour", "tokensPerDay"))  # clients of other projects
+    with ga4.connector() as connector:
+        (rows,) = connector.run_reports([leads(date(2026, 10, 1), date(2026, 10, 7))])  # 1 token
+        assert len(rows) == 7 and connector.quota is not None
+        assert connector.quota.tokens_per_hour_remaining == 1_499
+        calls = ga4.state.hits("POST", BATCH)
+        with pytest.raises(QuotaExhausted) as caught:
+            connector.run_reports([leads(date(2026, 10, 8), date(2026, 10, 14))])
+        assert ga4.state.hits("POST", BATCH) == calls  # refused without calling
+        assert caught.value.retry_after == pytest.approx(40 * 60)  # 12:20 UTC: the hour turns at 13:00
+    # Without the floor, the budget is estimated from what this process saw and the reserve shrinks with it.
+    with ga4.connector(quota_floor={}) as unfloored:
+        for week in range(3):
+            unfloored.run_reports([leads(date(2026, 1, 1) + timedelta(weeks=week),
+                                         date(2026, 1, 7) + timedelta(weeks=week))])
+    assert ga4.state.hits("POST", BATCH) == calls + 3
 
 
 def test_the_concurrent_requests_quota_asks_for_a_short_wait(ga4: Sandbox) -> None:
@@ -364,6 +390,34 @@ def test_too_many_requests_from_the_library_is_quota_exhausted_too(ga4: Sandbox)
     assert caught.value.retry_after == 90
     assert isinstance(caught.value.__cause__, google_errors.TooManyRequests)
     connector.close()
+
+
+@pytest.mark.parametrize(("status", "reason", "typed"), [
+    (403, "PERMISSION_DENIED", AuthError), (409, "ABORTED", RetriableError),
+    (422, "FAILED_PRECONDITION", SkippableError), (500, "INTERNAL", RetriableError),
+    (503, "UNAVAILABLE", RetriableError), (404, "NOT_FOUND", FatalError), (400, "INVALID_ARGUMENT", FatalError),
+    (429, "RESOURCE_EXHAUSTED", QuotaExhausted),
+])
+def test_the_librarys_exceptions_are_typed_by_the_one_status_table(ga4: Sandbox, status: int, reason: str,
+                                                                    typed: type[Exception]) -> None:
+    """A status that reaches google.api_core (here: the session's adapter swapped for a plain one) is typed by
+    connectors.base's table; only 429 (QuotaExhausted), 400 (the field named) and 404 (the property) differ."""
+    message = "Field leadz is not a valid metric." if status == 400 else f"{reason.lower()} from GA4"
+    ga4.state.inject(route=BATCH, status=status, body={"error": {"code": status, "message": message,
+                                                                 "status": reason}})
+    connector = ga4.connector()
+    connector._client.transport._session.mount("http://", HTTPAdapter(max_retries=0))
+    spec = ReportSpec(metrics=("eventCount", "leadz"), start_date=date(2026, 11, 1), end_date=date(2026, 11, 2))
+    with pytest.raises(ConnectorError) as caught:
+        connector.run_reports([spec])
+    connector.close()
+    assert type(caught.value) is typed, caught.value
+    assert caught.value.status == status and caught.value.vendor == "ga4"
+    assert isinstance(caught.value.__cause__, google_errors.GoogleAPICallError)
+    if status == 400:
+        assert "the report's leadz" in str(caught.value)
+    elif status not in (404, 429):
+        assert f"HTTP {status} on batchRunReports properties/{PROPERTY_ID}" in str(caught.value)
 
 
 def test_a_server_error_is_retried(ga4: Sandbox) -> None:

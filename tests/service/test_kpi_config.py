@@ -130,3 +130,25 @@ def test_a_filter_that_fits_the_check_fits_the_table(engine: Any) -> None:
     assert len(series.filters_key) == 500
     with session_scope(engine) as db:
         db.add(KpiCoverageRow(property_id="1", filters=series.filters_key, metrics=series.metrics_key))
+
+
+def test_reach_from_ga4_matches_each_kind_of_name_against_its_own_dimension(tmp_path: Path) -> None:
+    def reach_problems(reach: dict[str, Any]) -> list[str]:
+        found = problems(tmp_path, lambda c: c["sources"][0].__setitem__("reach_from_ga4", reach))
+        return [p for p in found if ": sources[0].reach_from_ga4:" in p]
+
+    # A segment has no natural GA4 dimension: it must be named, not left to match landing pages.
+    found = reach_problems({"names": "segment"})
+    assert found and "names: segment needs a 'dimension'" in found[0], found
+    found = reach_problems({"names": "channel", "dimension": "landingPage"})
+    assert found and "'landingPage' does not hold channel names" in found[0], found
+    found = reach_problems({"names": "page", "dimension": "sessionDefaultChannelGroup"})
+    assert found and "does not hold page names" in found[0], found
+
+    config = copy.deepcopy(BASE)
+    config["sources"][0]["reach_from_ga4"] = {"names": "segment", "dimension": "audienceName"}
+    reach = load_config(write(tmp_path, config)).sources[0].reach_from_ga4
+    assert reach is not None and reach.dimension == "audienceName"
+    config["sources"][0]["reach_from_ga4"] = {"names": "page"}
+    reach = load_config(write(tmp_path, config)).sources[0].reach_from_ga4
+    assert reach is not None and reach.dimension == "landingPage"

@@ -100,11 +100,11 @@ class World:
             }],
         })
 
-    def job(self, config: AppConfig) -> KpiJob:
+    def job(self, config: AppConfig, *, quota_floor: dict[str, int] | None = None) -> KpiJob:
         # The real connector; no retries inside a test (a 429 becomes QuotaExhausted at once).
         return KpiJob(engine=self.engine, config=config, connector_factory=lambda ga4: GA4Connector(
             property_id="123456789", endpoint=ga4.endpoint, anonymous=True,
-            policy=RetryPolicy(max_attempts=1, base_delay=0.01)))
+            policy=RetryPolicy(max_attempts=1, base_delay=0.01), quota_floor=quota_floor))
 
     def sync_and_drain(self, config: AppConfig) -> SyncService:
         sync = SyncService(engine=self.engine, config=config, policy=RetryPolicy(max_attempts=2, base_delay=0.01))
@@ -190,7 +190,8 @@ def test_quota_exhaustion_mid_backfill_resumes_where_it_stopped(world: World) ->
     # The first call (5 chunks of 92 days, 2 tokens each) fits in 12 tokens an hour; the second (2 + 2 + 1) not.
     world.ga4.set_quota_budget(tokens_per_hour=12)
     config = world.config()
-    first = world.job(config).run(today=TODAY)
+    # An emulated budget far under GA4's standard limits: the connector is told not to assume those.
+    first = world.job(config, quota_floor={}).run(today=TODAY)
     assert first.status == "incomplete" and first.resume_after is not None
     assert (first.chunks_read, first.calls) == (5, 2)  # the refused call counts; its chunks were not stored
     assert first.objectives_incomplete == ["email-leads"]
@@ -203,7 +204,7 @@ def test_quota_exhaustion_mid_backfill_resumes_where_it_stopped(world: World) ->
     served_before = len(world.ga4.requests)
 
     world.ga4.new_hour()  # the hourly window rolls over
-    second = world.job(config).run(today=TODAY)
+    second = world.job(config, quota_floor={}).run(today=TODAY)
     assert second.status == "succeeded", second
     assert (second.chunks_read, second.calls) == (3, 1)  # only what it did not have
     assert world.ga4.reports_served == 8  # 8 chunks in all, as an uninterrupted backfill reads

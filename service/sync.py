@@ -25,7 +25,7 @@ from connectors.base import (
     RetryPolicy,
     WorkItemSource,
 )
-from mappings.model import OWNED_FIELDS, BacklogItem
+from mappings.model import OWNED_FIELDS, BacklogItem, hash_payload
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
 from service.logs import correlation_id
@@ -63,6 +63,8 @@ class SyncResult:
 
 def item_to_row_values(item: BacklogItem) -> dict[str, Any]:
     """Returns the column values of an ItemRow for a mapped item (computed columns left alone)."""
+    # One dump serves the JSON columns and the content hash: dumping the item is most of this function's cost.
+    dumped = item.hashed_values()
     return {
         "key": item.key,
         "url": item.url,
@@ -78,11 +80,11 @@ def item_to_row_values(item: BacklogItem) -> dict[str, Any]:
         "created_at": item.created_at,
         "updated_at": item.updated_at,
         "container": (item.container or None) and item.container[:255],
-        "story": item.story.model_dump(mode="json"),
-        "inputs": item.inputs.model_dump(mode="json"),
-        "problems": [p.model_dump(mode="json") for p in item.problems],
+        "story": dumped["story"],
+        "inputs": dumped["inputs"],
+        "problems": dumped["problems"],
         "extra": item.extra,
-        "content_hash": item.content_hash(),
+        "content_hash": hash_payload(dumped),
         "remote_values": item.remote_values,
     }
 

@@ -28,6 +28,7 @@ from connectors.base import (
 from mappings.model import OWNED_FIELDS, BacklogItem, hash_payload
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
+from service.heap import long_lived_heap_frozen
 from service.logs import correlation_id
 from service.outbox import WORKER_ID
 from service.planning import plan_writes
@@ -184,7 +185,8 @@ class SyncService:
         if not self._acquire_lease(name, owner, min_gap=min_gap):
             raise SourceBusy(f"{name} is being synced by another run, or was synced this tick")
         try:
-            return self._run_leased(name, source, mode=mode, trigger=trigger, progress=progress)
+            with long_lived_heap_frozen():
+                return self._run_leased(name, source, mode=mode, trigger=trigger, progress=progress)
         finally:
             self._release_lease(name, owner)
 

@@ -9,10 +9,10 @@ Custom field ids belong to one board, so the write payload is built from the boa
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Problem, ScoringInputs, Status, UserStory
+from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
 from mappings.numbers import read_date, read_datetime, read_impact, read_number, read_percent
 from mappings.profile import Profile, fold
 from mappings.story import parse_story
@@ -35,45 +35,6 @@ class MappingError(ValueError):
     """A raw record cannot become an item at all (no id); the service skips it and logs why."""
 
 
-class _Card:
-    """A card being mapped, as plain attributes. A pydantic model checks each assignment and a card takes
-    about thirty, which cost more than the rest of the mapping; every value set here already has the model's
-    type, so the BacklogItem is built once at the end without re-validation."""
-
-    def __init__(self, *, source: str, external_id: str, key: str | None, title: str) -> None:
-        self.source = source
-        self.external_id = external_id
-        self.key = key
-        self.url: str | None = None
-        self.title = title
-        self.description: str | None = None
-        self.item_type = ItemType.OTHER
-        self.status = Status.BACKLOG
-        self.raw_status: str | None = None
-        self.assignee: str | None = None
-        self.labels: list[str] = []
-        self.due_date: date | None = None
-        self.created_at: datetime | None = None
-        self.updated_at: datetime | None = None
-        self.container: str | None = None
-        self.story = UserStory()
-        self.inputs: dict[str, float | None] = {}
-        self.problems: list[Problem] = []
-        self.remote_values: dict[str, Any] = {}
-        self.extra: dict[str, Any] = {}
-
-    def add_problem(self, field: str, reason: str, value: Any = None) -> None:
-        """As BacklogItem.add_problem: the same problem twice is kept once."""
-        problem = Problem(field=field, reason=reason, value=None if value is None else str(value)[:200])
-        if problem not in self.problems:
-            self.problems.append(problem)
-
-    def item(self) -> BacklogItem:
-        values = dict(vars(self))
-        values["inputs"] = ScoringInputs.model_construct(**values["inputs"])
-        return BacklogItem.model_construct(**values)
-
-
 def to_item(raw: dict[str, Any], *, source: str, profile: Profile, context: dict[str, Any]) -> BacklogItem:
     """Maps one card; odd values become problems, never exceptions (MappingError only without an id)."""
     if not isinstance(raw, dict):
@@ -86,7 +47,7 @@ def to_item(raw: dict[str, Any], *, source: str, profile: Profile, context: dict
     board = _board(context, board_id)
     short_link = raw.get("shortLink") if isinstance(raw.get("shortLink"), str) and raw.get("shortLink") else None
 
-    item = _Card(source=source, external_id=card_id, key=short_link, title=short_link or card_id)
+    item = BacklogItem(source=source, external_id=card_id, key=short_link, title=short_link or card_id)
     name = raw.get("name")
     if isinstance(name, str) and name.strip():
         item.title = name.strip()
@@ -111,7 +72,7 @@ def to_item(raw: dict[str, Any], *, source: str, profile: Profile, context: dict
     _map_story(item, values)
     _map_inputs(item, values)
     _map_remote_values(item, values, board, profile)
-    return item.item()
+    return item
 
 
 def _board(context: dict[str, Any], board_id: str | None) -> dict[str, Any] | None:
@@ -122,7 +83,7 @@ def _board(context: dict[str, Any], board_id: str | None) -> dict[str, Any] | No
     return board if isinstance(board, dict) else None
 
 
-def _map_labels_and_type(item: _Card, raw: dict[str, Any], board: dict[str, Any] | None,
+def _map_labels_and_type(item: BacklogItem, raw: dict[str, Any], board: dict[str, Any] | None,
                          profile: Profile) -> None:
     names: list[str] = []
     labels = raw.get("labels")
@@ -145,7 +106,7 @@ def _map_labels_and_type(item: _Card, raw: dict[str, Any], board: dict[str, Any]
     item.item_type = found if found is not None else ItemType.OTHER
 
 
-def _map_status(item: _Card, raw: dict[str, Any], board: dict[str, Any] | None, profile: Profile) -> None:
+def _map_status(item: BacklogItem, raw: dict[str, Any], board: dict[str, Any] | None, profile: Profile) -> None:
     list_id = raw.get("idList")
     lists = (board or {}).get("lists") or {}
     list_name = (lists.get(list_id) or {}).get("name") if isinstance(list_id, str) else None
@@ -158,7 +119,7 @@ def _map_status(item: _Card, raw: dict[str, Any], board: dict[str, Any] | None, 
     item.status = mapped
 
 
-def _map_people_and_dates(item: _Card, raw: dict[str, Any], board: dict[str, Any] | None,
+def _map_people_and_dates(item: BacklogItem, raw: dict[str, Any], board: dict[str, Any] | None,
                           card_id: str) -> None:
     members = raw.get("idMembers")
     if isinstance(members, list) and members:
@@ -209,7 +170,7 @@ def _field_tables(board: dict[str, Any] | None, profile: Profile) -> dict[str, l
     return tables
 
 
-def _custom_values(item: _Card, raw: dict[str, Any], board: dict[str, Any] | None,
+def _custom_values(item: BacklogItem, raw: dict[str, Any], board: dict[str, Any] | None,
                    profile: Profile) -> dict[str, tuple[str, Any]]:
     """Logical field -> (custom field id, value as Trello holds it, unwrapped: "42", True, option text)."""
     items = raw.get("customFieldItems")
@@ -252,13 +213,13 @@ def _unwrap(entry: dict[str, Any], meta: dict[str, Any]) -> Any:
     return next(iter(value.values()))
 
 
-def _map_story(item: _Card, values: dict[str, tuple[str, Any]]) -> None:
+def _map_story(item: BacklogItem, values: dict[str, tuple[str, Any]]) -> None:
     parsed = parse_story(item.description)
     from_fields = {field: _text(values[field][1]) for field in _STORY_FIELDS if field in values}
     item.story = parsed.model_copy(update={k: v for k, v in from_fields.items() if v is not None})
 
 
-def _map_inputs(item: _Card, values: dict[str, tuple[str, Any]]) -> None:
+def _map_inputs(item: BacklogItem, values: dict[str, tuple[str, Any]]) -> None:
     for logical, reader in _INPUT_READERS.items():
         raw_value = values[logical][1] if logical in values else None
         if isinstance(raw_value, bool):
@@ -270,10 +231,10 @@ def _map_inputs(item: _Card, values: dict[str, tuple[str, Any]]) -> None:
             value, reason = (number, None) if number_reason is None else (None, reason)
         if reason is not None:
             item.add_problem(logical, reason, raw_value)
-        item.inputs[logical] = value
+        setattr(item.inputs, logical, value)
 
 
-def _map_remote_values(item: _Card, values: dict[str, tuple[str, Any]], board: dict[str, Any] | None,
+def _map_remote_values(item: BacklogItem, values: dict[str, tuple[str, Any]], board: dict[str, Any] | None,
                        profile: Profile) -> None:
     tables = _field_tables(board, profile)
     for logical in OWNED_FIELDS:

@@ -125,9 +125,20 @@ class BacklogItem(BaseModel):
 
     def content_hash(self) -> str:
         """Hashes what the user controls, so an unchanged item can be skipped cheaply."""
-        payload = self.model_dump(mode="json", exclude={"remote_values", "updated_at"})
-        raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return hash_payload(self.hashed_values())
+
+    def hashed_values(self) -> dict[str, Any]:
+        """The item as JSON values, less what the hash leaves out (the service stores these same values)."""
+        return self.model_dump(mode="json", exclude=_NOT_HASHED)
+
+
+_NOT_HASHED = frozenset({"remote_values", "updated_at"})
+
+
+def hash_payload(payload: dict[str, Any]) -> str:
+    """The content hash of BacklogItem.hashed_values(); stored hashes depend on this exact encoding."""
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 # The fields backlog-sync owns and writes back. Everything else belongs to the user.

@@ -91,7 +91,9 @@ class _Checks:
 
     def rice_impact(self) -> float | None:
         value = self._get("impact")
-        if value is not None and not any(math.isclose(value, allowed) for allowed in RICE_IMPACTS):
+        # Most values are exactly one of the scale's: the membership test spares the closeness loop.
+        if value is not None and value not in RICE_IMPACTS and not any(
+                math.isclose(value, allowed) for allowed in RICE_IMPACTS):
             self._refuse("impact", "impact must be one of 0.25, 0.5, 1, 2, 3", value)
             return None
         return value
@@ -241,9 +243,12 @@ def _identity(item: BacklogItem) -> tuple[Any, ...]:
     return (_natural(item.key or item.external_id), _natural(item.external_id), item.source)
 
 
+_DIGIT_RUNS = re.compile(r"(\d+)")
+
+
 def _natural(text: str) -> list[Any]:
     """Splits "MKT-10" into ["mkt-", (2, "10"), ""] so digit runs compare as numbers (without int limits)."""
-    parts = re.split(r"(\d+)", text.casefold())
+    parts = _DIGIT_RUNS.split(text.casefold())
     return [
         (len(part.lstrip("0")), part.lstrip("0")) if index % 2 else part for index, part in enumerate(parts)
     ]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 
-from mappings.model import Problem, ScoringInputs
+from mappings.model import Problem
 from service.config import SourceConfig
 from service.db import lock_source, session_scope
 from service.scoring import rank, score_item
@@ -25,9 +25,33 @@ class _Scorable:
     source: str
     external_id: str
     key: str | None
-    inputs: ScoringInputs
+    inputs: _Inputs
     due_date: date | None
     created_at: datetime | None
+
+
+@dataclass(slots=True)
+class _Inputs:
+    """An item's stored ScoringInputs, as the scoring engine reads them (attributes); a pydantic model per row
+    cost more than scoring it."""
+
+    reach: float | None = None
+    impact: float | None = None
+    confidence: float | None = None
+    effort: float | None = None
+    value: float | None = None
+    time_criticality: float | None = None
+    risk_reduction: float | None = None
+    ease: float | None = None
+    reach_derived: bool = False
+
+    @classmethod
+    def stored(cls, inputs: dict[str, Any] | None) -> _Inputs:
+        if not inputs:
+            return cls()
+        get = inputs.get
+        return cls(get("reach"), get("impact"), get("confidence"), get("effort"), get("value"),
+                   get("time_criticality"), get("risk_reduction"), get("ease"), bool(get("reach_derived", False)))
 
 
 @dataclass(slots=True)
@@ -64,10 +88,10 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
         closed = []  # done and cancelled items keep their score but take no place in the ranking
         for (row_id, external_id, key, inputs, due, created, score, old_method, old_rank, quadrant, problems,
              status) in rows:
-            inputs_model = ScoringInputs.model_construct(**(inputs or {}))
+            inputs_model = _Inputs.stored(inputs)
             reach = derived.get(external_id) if inputs_model.reach is None else None
             if reach is not None and reach.reach is not None:
-                inputs_model = inputs_model.model_copy(update={"reach": reach.reach, "reach_derived": True})
+                inputs_model = replace(inputs_model, reach=reach.reach, reach_derived=True)
             item = _Scorable(source.name, external_id, key, inputs_model, due, created)
             scored_item = score_item(item, method, **params)  # type: ignore[arg-type]
             if reach is not None and reach.reach is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from connectors.base import (
@@ -25,9 +25,10 @@ from connectors.base import (
     RetryPolicy,
     WorkItemSource,
 )
-from mappings.model import OWNED_FIELDS, BacklogItem
+from mappings.model import OWNED_FIELDS, BacklogItem, hash_payload
 from service.config import AppConfig, SourceConfig
 from service.db import session_scope
+from service.heap import long_lived_heap_frozen
 from service.logs import correlation_id
 from service.outbox import WORKER_ID
 from service.planning import plan_writes
@@ -63,6 +64,8 @@ class SyncResult:
 
 def item_to_row_values(item: BacklogItem) -> dict[str, Any]:
     """Returns the column values of an ItemRow for a mapped item (computed columns left alone)."""
+    # One dump serves the JSON columns and the content hash: dumping the item is most of this function's cost.
+    dumped = item.hashed_values()
     return {
         "key": item.key,
         "url": item.url,
@@ -78,11 +81,11 @@ def item_to_row_values(item: BacklogItem) -> dict[str, Any]:
         "created_at": item.created_at,
         "updated_at": item.updated_at,
         "container": (item.container or None) and item.container[:255],
-        "story": item.story.model_dump(mode="json"),
-        "inputs": item.inputs.model_dump(mode="json"),
-        "problems": [p.model_dump(mode="json") for p in item.problems],
+        "story": dumped["story"],
+        "inputs": dumped["inputs"],
+        "problems": dumped["problems"],
         "extra": item.extra,
-        "content_hash": item.content_hash(),
+        "content_hash": hash_payload(dumped),
         "remote_values": item.remote_values,
     }
 
@@ -182,7 +185,8 @@ class SyncService:
         if not self._acquire_lease(name, owner, min_gap=min_gap):
             raise SourceBusy(f"{name} is being synced by another run, or was synced this tick")
         try:
-            return self._run_leased(name, source, mode=mode, trigger=trigger, progress=progress)
+            with long_lived_heap_frozen():
+                return self._run_leased(name, source, mode=mode, trigger=trigger, progress=progress)
         finally:
             self._release_lease(name, owner)
 
@@ -420,11 +424,15 @@ def upsert_items(db: Any, source: str, items: list[BacklogItem], *, read_started
     if not items:
         return 0
     by_id = {item.external_id: item for item in items}  # a page listing an item twice keeps the last
+    table = ItemRow.__table__
+    # Only the columns the comparison reads: loading whole ORM rows (every JSON column decoded) and setting
+    # their attributes one by one cost more than mapping the page.
     existing = {
-        row.external_id: row
-        for row in db.execute(
-            select(ItemRow).where(ItemRow.source == source, ItemRow.external_id.in_(list(by_id)))
-        ).scalars()
+        external_id: (row_id, content_hash, remote_values)
+        for row_id, external_id, content_hash, remote_values in db.execute(
+            select(table.c.id, table.c.external_id, table.c.content_hash, table.c.remote_values)
+            .where(table.c.source == source, table.c.external_id.in_(list(by_id)))
+        )
     }
     written_since: set[str] = set()
     if read_started is not None and existing:
@@ -437,27 +445,34 @@ def upsert_items(db: Any, source: str, items: list[BacklogItem], *, read_started
     changed = 0
     now = datetime.now(UTC)
     new_rows = []
+    touched = []  # unchanged: only when it was seen and the tool's updated time
+    rewritten = []
     for external_id, item in by_id.items():
         values = item_to_row_values(item)
-        row = existing.get(external_id)
-        if row is None:
+        stored = existing.get(external_id)
+        if stored is None:
             new_rows.append({"source": source, "external_id": external_id, "synced_at": now, "score_problems": [],
                              **values})
             continue
+        row_id, content_hash, remote_values = stored
         if external_id in written_since:
             values["remote_values"] = {**values["remote_values"], **{
-                field: value for field, value in (row.remote_values or {}).items() if field in OWNED_FIELDS}}
-        row.synced_at = now
-        if row.content_hash == values["content_hash"] and row.remote_values == values["remote_values"]:
-            row.updated_at = values["updated_at"]  # the hash covers every other mapped value
+                field: value for field, value in (remote_values or {}).items() if field in OWNED_FIELDS}}
+        if content_hash == values["content_hash"] and remote_values == values["remote_values"]:
+            # The hash covers every other mapped value.
+            touched.append({"row_id": row_id, "synced_at": now, "updated_at": values["updated_at"]})
             continue
-        if row.content_hash != values["content_hash"]:
+        if content_hash != values["content_hash"]:
             changed += 1
-        for key, value in values.items():
-            setattr(row, key, value)
+        rewritten.append({"row_id": row_id, "synced_at": now, **values})
+    by_row = table.c.id == bindparam("row_id")
+    for batch in (touched, rewritten):
+        if batch:
+            batch.sort(key=lambda values: values["row_id"])  # rows locked in id order, as every writer does
+            db.execute(update(table).where(by_row), batch)
     if new_rows:
         # Core inserts: building ORM objects for thousands of new items costs more than the rest of the page.
-        db.execute(insert(ItemRow.__table__), new_rows)
+        db.execute(insert(table), new_rows)
     return changed + len(new_rows)
 
 

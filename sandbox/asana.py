@@ -28,7 +28,6 @@ import queue
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -39,7 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from sandbox.asana_data import CUSTOM_FIELDS, PROJECTS, USERS, SeedTask, generated_task, seed_tasks
-from sandbox.common import SandboxState, install_sandbox_plumbing
+from sandbox.common import SandboxState, SlidingWindow, install_sandbox_plumbing
 
 DEFAULT_TOKEN = "sandbox-asana-token"
 WORKSPACE_GID = "1100000000000001"
@@ -89,7 +88,7 @@ class AsanaWorkspace:
         self.max_reads_in_flight = 0
         self.max_writes_in_flight = 0
         self._in_flight = {"read": 0, "write": 0}
-        self._window: deque[float] = deque()
+        self._window = SlidingWindow(requests_per_minute or 0, window_seconds)
         self._next_gid = 1200000000000000
         self.projects: dict[str, dict[str, Any]] = {}
         self.sections: dict[str, dict[str, Any]] = {}
@@ -331,12 +330,11 @@ class AsanaWorkspace:
                 return 1.0
             if self.requests_per_minute is not None:
                 now = time.monotonic()
-                while self._window and self._window[0] <= now - self.window_seconds:
-                    self._window.popleft()
-                if len(self._window) >= self.requests_per_minute:
+                # Tests and /_sandbox/limits change the limit and the window on a running workspace.
+                self._window.limit, self._window.seconds = self.requests_per_minute, self.window_seconds
+                if not self._window.admit(now):
                     self.violations += 1
-                    return max(0.0, self._window[0] + self.window_seconds - now)
-                self._window.append(now)
+                    return self._window.retry_after(now)
             self._in_flight[kind] += 1
             if kind == "write":
                 self.max_writes_in_flight = max(self.max_writes_in_flight, self._in_flight[kind])

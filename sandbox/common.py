@@ -10,7 +10,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -229,3 +229,30 @@ def serve(app: Any, port: int | None = None) -> Iterator[ThreadedServer]:
         yield server
     finally:
         server.stop()
+
+
+class SlidingWindow:
+    """Counts accepted requests of one credential in the last `seconds` (a vendor's rolling rate limit)."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit, self.seconds = limit, seconds
+        self.calls: deque[float] = deque()
+
+    def admit(self, now: float) -> bool:
+        self._expire(now)
+        if len(self.calls) >= self.limit:
+            return False
+        self.calls.append(now)
+        return True
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until the oldest counted request leaves the window (0 when there is room)."""
+        self._expire(now)
+        if len(self.calls) < self.limit or not self.calls:
+            return 0.0
+        return max(0.0, self.calls[0] + self.seconds - now)
+
+    def _expire(self, now: float) -> None:
+        while self.calls and self.calls[0] <= now - self.seconds:
+            self.calls.popleft()
+

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 import urllib.parse
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from sandbox.common import SandboxState, install_sandbox_plumbing
+from sandbox.common import SandboxState, SlidingWindow, install_sandbox_plumbing
 from sandbox.trello_data import MEMBERS, SeedBoard, SeedCard, generated_card, seed_boards
 
 DEFAULT_KEY = "sandbox-trello-api-key-0123456789ab"
@@ -95,22 +95,6 @@ class Board:
     members: list[dict[str, Any]]
     cards: dict[str, Card] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)  # oldest first
-
-
-class SlidingWindow:
-    """Counts accepted requests of one credential in the last `seconds`."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit, self.seconds = limit, seconds
-        self.calls: deque[float] = deque()
-
-    def admit(self, now: float) -> bool:
-        while self.calls and self.calls[0] <= now - self.seconds:
-            self.calls.popleft()
-        if len(self.calls) >= self.limit:
-            return False
-        self.calls.append(now)
-        return True
 
 
 class TrelloSite:

@@ -54,6 +54,7 @@ from connectors.base import (
     SkippableError,
     WebhookEvent,
     call_with_policy,
+    with_last,
 )
 
 log = logging.getLogger("backlog_sync.connectors.asana")
@@ -317,15 +318,15 @@ class AsanaConnector:
         """Reads all tasks of a project; the sync token is taken first, so nothing changed during the read is lost."""
         token = self._fresh_sync_token(project_gid)
         started = _now()
-        pages = self._paged(self._tasks.get_tasks_for_project, project_gid, what=f"tasks of project {project_gid}",
-                            opts={"opt_fields": TASK_FIELDS}, with_last=True)
+        pages = with_last(self._paged(self._tasks.get_tasks_for_project, project_gid,
+                                      what=f"tasks of project {project_gid}", opts={"opt_fields": TASK_FIELDS}))
         yield from self._pages_with_cursor(pages, project_gid, token, started, state)
 
     def _read_modified_since(self, project_gid: str, since: datetime, token: str, started: datetime,
                              state: dict[str, dict[str, Any]], deleted: list[str] | None = None) -> Iterator[Page]:
-        pages = self._paged(self._tasks.get_tasks, what=f"tasks of project {project_gid} modified since {_iso(since)}",
-                            opts={"project": project_gid, "modified_since": _iso(since), "opt_fields": TASK_FIELDS},
-                            with_last=True)
+        pages = with_last(self._paged(
+            self._tasks.get_tasks, what=f"tasks of project {project_gid} modified since {_iso(since)}",
+            opts={"project": project_gid, "modified_since": _iso(since), "opt_fields": TASK_FIELDS}))
         yield from self._pages_with_cursor(pages, project_gid, token, started, state, deleted=deleted)
 
     @staticmethod
@@ -341,8 +342,7 @@ class AsanaConnector:
                 removed = list(deleted or [])
             yield Page(records=[task for task in page if isinstance(task, dict)], cursor=cursor, deleted_ids=removed)
 
-    def _paged(self, call: Any, *args: Any, what: str, opts: dict[str, Any],
-               with_last: bool = False) -> Iterator[Any]:
+    def _paged(self, call: Any, *args: Any, what: str, opts: dict[str, Any]) -> Iterator[list[Any]]:
         """Reads a collection one page at a time: `call(*args, opts, full_payload=True)` is an SDK list method.
 
         The SDK's own iteration (PageIterator.items()) flattens pages and follows any offset forever; the full
@@ -357,7 +357,7 @@ class AsanaConnector:
                 raise ConnectorError(f"asana: {what}: a page came without a 'data' list", vendor=VENDOR)
             next_page = body.get("next_page")
             paginator.advance(next_page.get("offset") if isinstance(next_page, dict) else None)
-            yield (body["data"], paginator.finished) if with_last else body["data"]
+            yield body["data"]
 
     def _fresh_sync_token(self, project_gid: str) -> str:
         """Asks for events without a token: Asana answers 412 with a fresh one."""

@@ -40,7 +40,7 @@ import asana
 import urllib3
 from asana import rest
 
-from connectors.asana_webhooks import parse_webhook, verify_webhook
+from connectors.asana_webhooks import gid_of, parse_webhook, verify_webhook
 from connectors.base import (
     DEFAULT_TIMEOUT,
     Answer,
@@ -54,6 +54,7 @@ from connectors.base import (
     SkippableError,
     WebhookEvent,
     call_with_policy,
+    with_last,
 )
 
 log = logging.getLogger("backlog_sync.connectors.asana")
@@ -317,15 +318,15 @@ class AsanaConnector:
         """Reads all tasks of a project; the sync token is taken first, so nothing changed during the read is lost."""
         token = self._fresh_sync_token(project_gid)
         started = _now()
-        pages = self._paged(self._tasks.get_tasks_for_project, project_gid, what=f"tasks of project {project_gid}",
-                            opts={"opt_fields": TASK_FIELDS}, with_last=True)
+        pages = with_last(self._paged(self._tasks.get_tasks_for_project, project_gid,
+                                      what=f"tasks of project {project_gid}", opts={"opt_fields": TASK_FIELDS}))
         yield from self._pages_with_cursor(pages, project_gid, token, started, state)
 
     def _read_modified_since(self, project_gid: str, since: datetime, token: str, started: datetime,
                              state: dict[str, dict[str, Any]], deleted: list[str] | None = None) -> Iterator[Page]:
-        pages = self._paged(self._tasks.get_tasks, what=f"tasks of project {project_gid} modified since {_iso(since)}",
-                            opts={"project": project_gid, "modified_since": _iso(since), "opt_fields": TASK_FIELDS},
-                            with_last=True)
+        pages = with_last(self._paged(
+            self._tasks.get_tasks, what=f"tasks of project {project_gid} modified since {_iso(since)}",
+            opts={"project": project_gid, "modified_since": _iso(since), "opt_fields": TASK_FIELDS}))
         yield from self._pages_with_cursor(pages, project_gid, token, started, state, deleted=deleted)
 
     @staticmethod
@@ -341,8 +342,7 @@ class AsanaConnector:
                 removed = list(deleted or [])
             yield Page(records=[task for task in page if isinstance(task, dict)], cursor=cursor, deleted_ids=removed)
 
-    def _paged(self, call: Any, *args: Any, what: str, opts: dict[str, Any],
-               with_last: bool = False) -> Iterator[Any]:
+    def _paged(self, call: Any, *args: Any, what: str, opts: dict[str, Any]) -> Iterator[list[Any]]:
         """Reads a collection one page at a time: `call(*args, opts, full_payload=True)` is an SDK list method.
 
         The SDK's own iteration (PageIterator.items()) flattens pages and follows any offset forever; the full
@@ -357,7 +357,7 @@ class AsanaConnector:
                 raise ConnectorError(f"asana: {what}: a page came without a 'data' list", vendor=VENDOR)
             next_page = body.get("next_page")
             paginator.advance(next_page.get("offset") if isinstance(next_page, dict) else None)
-            yield (body["data"], paginator.finished) if with_last else body["data"]
+            yield body["data"]
 
     def _fresh_sync_token(self, project_gid: str) -> str:
         """Asks for events without a token: Asana answers 412 with a fresh one."""
@@ -409,7 +409,7 @@ class AsanaConnector:
                     if action == "deleted":
                         deleted[gid] = None
                         changed.pop(gid, None)
-                    elif action == "removed" and _gid(event.get("parent")) == project_gid:
+                    elif action == "removed" and gid_of(event.get("parent")) == project_gid:
                         removed[gid] = None
                     else:
                         changed[gid] = None
@@ -457,7 +457,7 @@ class AsanaConnector:
         memberships = task.get("memberships")
         if not isinstance(memberships, list):
             return True  # no memberships asked for or given: trust the read that found it
-        return any(_gid((m or {}).get("project")) in self.projects for m in memberships if isinstance(m, dict))
+        return any(gid_of((m or {}).get("project")) in self.projects for m in memberships if isinstance(m, dict))
 
     def _fetch_tasks(self, gids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Reads tasks by gid; a task that no longer exists (404) maps to None."""
@@ -499,7 +499,7 @@ class AsanaConnector:
             for page in self._paged(self._tasks.get_tasks_for_project, project_gid,
                                     what=f"task ids of project {project_gid}", opts={"opt_fields": "gid"}):
                 for task in page:
-                    gid = _gid(task)
+                    gid = gid_of(task)
                     if gid is not None and gid not in seen:
                         seen.add(gid)
                         yield gid
@@ -545,7 +545,7 @@ class AsanaConnector:
         for project_gid in self.projects:
             body = {"data": {"resource": project_gid, "target": f"{base}/{project_gid}", "filters": WEBHOOK_FILTERS}}
             created = self._webhooks.create_webhook(body, {"opt_fields": "gid,active,target,resource"})
-            gid = _gid(created) if isinstance(created, dict) else None
+            gid = gid_of(created) if isinstance(created, dict) else None
             if gid is None:
                 raise ConnectorError(f"asana: POST /webhooks for project {project_gid} answered without a gid",
                                      vendor=VENDOR)
@@ -562,12 +562,6 @@ class AsanaConnector:
         self.transport.pool_manager.clear()
 
 
-def _gid(value: Any) -> str | None:
-    if isinstance(value, dict) and value.get("gid") not in (None, ""):
-        return str(value["gid"])
-    return None
-
-
 def _task_event(event: Any) -> tuple[str | None, str | None]:
     """The task an event is about and what happened to it (stories refresh their parent task)."""
     if not isinstance(event, dict):
@@ -575,8 +569,8 @@ def _task_event(event: Any) -> tuple[str | None, str | None]:
     resource = event.get("resource") if isinstance(event.get("resource"), dict) else {}
     action = event.get("action") if isinstance(event.get("action"), str) else None
     if resource.get("resource_type") == "task":
-        return _gid(resource), action
+        return gid_of(resource), action
     parent = event.get("parent") if isinstance(event.get("parent"), dict) else {}
     if resource.get("resource_type") == "story" and parent.get("resource_type") == "task":
-        return _gid(parent), "changed"
+        return gid_of(parent), "changed"
     return None, None

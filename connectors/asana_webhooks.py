@@ -30,7 +30,8 @@ def verify_webhook(*, headers: dict[str, str], body: bytes, url: str, secret: st
     return hmac.compare_digest(supplied.encode("ascii", "replace"), sign(secret, body).encode("ascii"))
 
 
-def _gid(value: Any) -> str | None:
+def gid_of(value: Any) -> str | None:
+    """The gid of an Asana compact record ({"gid": ..., "resource_type": ...}), or None."""
     if isinstance(value, dict) and value.get("gid") not in (None, ""):
         return str(value["gid"])
     return None
@@ -69,9 +70,9 @@ def parse_webhook(body: bytes) -> list[WebhookEvent]:
         kind = resource.get("resource_type")
         parent = raw.get("parent") if isinstance(raw.get("parent"), dict) else {}
         if kind == "task" and action in TASK_ACTIONS:
-            task_gid = _gid(resource)
+            task_gid = gid_of(resource)
         elif kind == "story" and parent.get("resource_type") == "task":
-            task_gid = _gid(parent)  # a comment on a task: refresh the task (it may carry a story or KPI edit)
+            task_gid = gid_of(parent)  # a comment on a task: refresh the task (it may carry a story or KPI edit)
         else:
             continue  # projects, sections, tags...: nothing we map changed
         if task_gid is None:
@@ -82,15 +83,15 @@ def parse_webhook(body: bytes) -> list[WebhookEvent]:
         field = change.get("field")
         if kind == "task" and action == "changed" and isinstance(field, str):
             new_value = change.get("new_value")
-            if field == "custom_fields" and isinstance(new_value, dict) and _gid(new_value):
+            if field == "custom_fields" and isinstance(new_value, dict) and gid_of(new_value):
                 # Our owned fields are custom fields: name the field by its gid, as describe() lists it.
-                changed.append(_gid(new_value) or "")
+                changed.append(gid_of(new_value) or "")
                 changes[changed[-1]] = _custom_field_value(new_value)
             else:
                 changed.append(field)
         delivery = ":".join(str(part) for part in (
-            action, task_gid, raw.get("created_at", ""), field or "", _gid(change.get("new_value")) or "",
-            _gid(resource) if kind == "story" else ""))
+            action, task_gid, raw.get("created_at", ""), field or "", gid_of(change.get("new_value")) or "",
+            gid_of(resource) if kind == "story" else ""))
         events.append(WebhookEvent(
             delivery_id=delivery,
             external_id=task_gid,

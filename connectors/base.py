@@ -556,6 +556,17 @@ class Paginator:
         self.token = next_token
 
 
+def with_last(pages: Iterable[list[Any]]) -> Iterator[tuple[list[Any], bool]]:
+    """Yields (page, is it the last one), reading one page ahead, so that a cursor can move with the last page
+    only; no pages at all still yields one empty last page."""
+    held: list[Any] | None = None
+    for page in pages:
+        if held is not None:
+            yield held, False
+        held = page
+    yield (held if held is not None else []), True
+
+
 # --------------------------------------------------------------------------------------------------
 # Capabilities. A connector declares what it is and implements a few hooks; capabilities that only
 # some tools have are separate small interfaces.

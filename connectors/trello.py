@@ -54,6 +54,7 @@ from connectors.base import (
     error_for_status,
     make_session,
     shared_limiter,
+    with_last,
 )
 from connectors.trello_webhooks import CARD_ACTIONS, parse_webhook, verify_webhook
 
@@ -226,7 +227,7 @@ class TrelloConnector:
             since = state.get(board_id)
             if since is None:
                 newest = self._newest_action(board_id)  # before the scan: what changes during it is read again
-                for records, last in _with_last(self._card_pages(board_id)):
+                for records, last in with_last(self._card_pages(board_id)):
                     if listed is not None:
                         listed.update(card["id"] for card in records)
                     if last:
@@ -240,7 +241,7 @@ class TrelloConnector:
                 # A card already read on an earlier board (it moved there) is not read, nor removed, again.
                 wanted = set(touched) - read_here
                 found: set[str] = set()
-                for records, last in _with_last(self._card_pages(board_id)):
+                for records, last in with_last(self._card_pages(board_id)):
                     keep = [card for card in records if card["id"] in wanted]
                     found.update(card["id"] for card in keep)
                     gone: list[str] = []
@@ -477,16 +478,6 @@ class TrelloConnector:
             raise error from exc
         except ValueError as exc:  # the answer was not JSON
             raise ConnectorError(f"trello: the answer was not JSON: {exc}", vendor=VENDOR) from exc
-
-
-def _with_last(pages: Iterator[list[dict[str, Any]]]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-    """Yields (page, is it the last one), reading one page ahead; an empty board still yields one empty page."""
-    held: list[dict[str, Any]] | None = None
-    for page in pages:
-        if held is not None:
-            yield held, False
-        held = page
-    yield (held if held is not None else []), True
 
 
 def _option_text(option: dict[str, Any]) -> str | None:

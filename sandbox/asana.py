@@ -24,11 +24,9 @@ import base64
 import hashlib
 import hmac
 import json
-import queue
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -39,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from sandbox.asana_data import CUSTOM_FIELDS, PROJECTS, USERS, SeedTask, generated_task, seed_tasks
-from sandbox.common import SandboxState, install_sandbox_plumbing
+from sandbox.common import SandboxState, SlidingWindow, WebhookSender, install_sandbox_plumbing
 
 DEFAULT_TOKEN = "sandbox-asana-token"
 WORKSPACE_GID = "1100000000000001"
@@ -89,7 +87,7 @@ class AsanaWorkspace:
         self.max_reads_in_flight = 0
         self.max_writes_in_flight = 0
         self._in_flight = {"read": 0, "write": 0}
-        self._window: deque[float] = deque()
+        self._window = SlidingWindow(requests_per_minute or 0, window_seconds)
         self._next_gid = 1200000000000000
         self.projects: dict[str, dict[str, Any]] = {}
         self.sections: dict[str, dict[str, Any]] = {}
@@ -103,8 +101,8 @@ class AsanaWorkspace:
         self.hidden_tasks: set[str] = set()  # tasks the token's user cannot see: GET /tasks/{gid} answers 403
         self.webhook_log: list[dict[str, Any]] = []
         self.writes: list[tuple[str, dict[str, Any]]] = []  # (task gid, custom_fields) of every PUT
-        self._outgoing: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue()
-        self._sender: threading.Thread | None = None
+        self._webhooks: WebhookSender[tuple[dict[str, Any], bytes]] = WebhookSender("asana-webhooks", self._deliver)
+        self._webhook_client: httpx.Client | None = None  # the sender thread's only: one connection pool
         for spec in CUSTOM_FIELDS:
             options = [{"gid": self._gid(), "resource_type": "enum_option", "name": name, "enabled": True,
                         "color": "blue"} for name in spec.get("options", [])]
@@ -267,9 +265,7 @@ class AsanaWorkspace:
         if notify:
             for hook in hooks:
                 raw = json.dumps({"events": [event]}).encode()
-                self._outgoing.put((hook, raw))
-            if hooks:
-                self._ensure_sender()
+                self._webhooks.send((hook, raw))
 
     # -- rendering ---------------------------------------------------------------------------------
 
@@ -331,12 +327,11 @@ class AsanaWorkspace:
                 return 1.0
             if self.requests_per_minute is not None:
                 now = time.monotonic()
-                while self._window and self._window[0] <= now - self.window_seconds:
-                    self._window.popleft()
-                if len(self._window) >= self.requests_per_minute:
+                # Tests and /_sandbox/limits change the limit and the window on a running workspace.
+                self._window.limit, self._window.seconds = self.requests_per_minute, self.window_seconds
+                if not self._window.admit(now):
                     self.violations += 1
-                    return max(0.0, self._window[0] + self.window_seconds - now)
-                self._window.append(now)
+                    return self._window.retry_after(now)
             self._in_flight[kind] += 1
             if kind == "write":
                 self.max_writes_in_flight = max(self.max_writes_in_flight, self._in_flight[kind])
@@ -350,34 +345,23 @@ class AsanaWorkspace:
 
     # -- webhooks ----------------------------------------------------------------------------------
 
-    def _ensure_sender(self) -> None:
+    def _deliver(self, delivery: tuple[dict[str, Any], bytes]) -> None:
+        hook, raw = delivery
+        if self._webhook_client is None:
+            self._webhook_client = httpx.Client(timeout=10)
+        signature = hmac.new(hook["secret"].encode(), raw, hashlib.sha256).hexdigest()
+        try:
+            status: Any = self._webhook_client.post(hook["target"], content=raw, headers={
+                "Content-Type": "application/json", "X-Hook-Signature": signature}).status_code
+        except httpx.HTTPError as exc:
+            status = f"error: {exc}"
         with self.lock:
-            if self._sender is None or not self._sender.is_alive():
-                self._sender = threading.Thread(target=self._send_loop, name="asana-webhooks", daemon=True)
-                self._sender.start()
-
-    def _send_loop(self) -> None:
-        with httpx.Client(timeout=10) as client:
-            while True:
-                hook, raw = self._outgoing.get()
-                try:
-                    signature = hmac.new(hook["secret"].encode(), raw, hashlib.sha256).hexdigest()
-                    try:
-                        status: Any = client.post(hook["target"], content=raw, headers={
-                            "Content-Type": "application/json", "X-Hook-Signature": signature}).status_code
-                    except httpx.HTTPError as exc:
-                        status = f"error: {exc}"
-                    with self.lock:
-                        self.webhook_log.append({"webhook": hook["gid"], "target": hook["target"], "status": status,
-                                                 "events": len(json.loads(raw)["events"])})
-                finally:
-                    self._outgoing.task_done()
+            self.webhook_log.append({"webhook": hook["gid"], "target": hook["target"], "status": status,
+                                     "events": len(json.loads(raw)["events"])})
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> None:
         """Blocks until every queued delivery was sent (tests)."""
-        deadline = time.monotonic() + timeout
-        while self._outgoing.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._webhooks.wait(timeout)
 
     # -- events ------------------------------------------------------------------------------------
 

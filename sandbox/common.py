@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import re
 import socket
 import struct
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -229,3 +230,65 @@ def serve(app: Any, port: int | None = None) -> Iterator[ThreadedServer]:
         yield server
     finally:
         server.stop()
+
+
+class SlidingWindow:
+    """Counts accepted requests of one credential in the last `seconds` (a vendor's rolling rate limit)."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit, self.seconds = limit, seconds
+        self.calls: deque[float] = deque()
+
+    def admit(self, now: float) -> bool:
+        self._expire(now)
+        if len(self.calls) >= self.limit:
+            return False
+        self.calls.append(now)
+        return True
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until the oldest counted request leaves the window (0 when there is room)."""
+        self._expire(now)
+        if len(self.calls) < self.limit or not self.calls:
+            return 0.0
+        return max(0.0, self.calls[0] + self.seconds - now)
+
+    def _expire(self, now: float) -> None:
+        while self.calls and self.calls[0] <= now - self.seconds:
+            self.calls.popleft()
+
+
+_Delivery = TypeVar("_Delivery")
+
+
+class WebhookSender(Generic[_Delivery]):
+    """Delivers queued webhooks in order on one background thread, after the request that caused them has
+    answered (as the vendors do); each emulator keeps its own signing and body format in `deliver`."""
+
+    def __init__(self, name: str, deliver: Callable[[_Delivery], None]) -> None:
+        self._name = name
+        self._deliver = deliver
+        self._queue: queue.Queue[_Delivery] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def send(self, delivery: _Delivery) -> None:
+        self._queue.put(delivery)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            try:
+                self._deliver(delivery)
+            finally:
+                self._queue.task_done()
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Blocks until every queued webhook was delivered, or `timeout` seconds passed (tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)

@@ -19,10 +19,8 @@ import binascii
 import hashlib
 import hmac
 import json
-import queue
 import re
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from sandbox.common import SandboxState, install_sandbox_plumbing
+from sandbox.common import SandboxState, WebhookSender, install_sandbox_plumbing
 from sandbox.jira_data import (
     CUSTOM_FIELDS,
     FIELD_ID,
@@ -138,8 +136,8 @@ class JiraSite:
         self.webhooks: list[dict[str, Any]] = []  # {"url", "secret", "events"}
         self.webhook_log: list[dict[str, Any]] = []  # what was sent where and the answer's status
         self.edits: list[dict[str, Any]] = []  # every accepted PUT body, for tests
-        self._outgoing: queue.Queue[tuple[str, str, bytes, list[dict[str, Any]]]] = queue.Queue()
-        self._sender: threading.Thread | None = None
+        self._webhooks: WebhookSender[tuple[str, str, bytes, list[dict[str, Any]]]] = WebhookSender(
+            "jira-webhooks", lambda delivery: self._deliver(*delivery))
         if seed:
             for seeded in seed_issues():
                 self.add_issue(seeded)
@@ -366,28 +364,11 @@ class JiraSite:
                      "to": None, "toString": None if after is None else str(after)}
                     for field_id, name, before, after in changes]}
         # Jira sends webhooks after the change is committed, not inside the request that made it.
-        self._outgoing.put((event, issue.key, json.dumps(body).encode(), hooks))
-        self._ensure_sender()
-
-    def _ensure_sender(self) -> None:
-        with self.lock:
-            if self._sender is None or not self._sender.is_alive():
-                self._sender = threading.Thread(target=self._send_loop, name="jira-webhooks", daemon=True)
-                self._sender.start()
-
-    def _send_loop(self) -> None:
-        while True:
-            event, key, raw, hooks = self._outgoing.get()
-            try:
-                self._deliver(event, key, raw, hooks)
-            finally:
-                self._outgoing.task_done()
+        self._webhooks.send((event, issue.key, json.dumps(body).encode(), hooks))
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> None:
         """Blocks until every queued webhook was delivered (tests)."""
-        deadline = time.monotonic() + timeout
-        while self._outgoing.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._webhooks.wait(timeout)
 
     def _deliver(self, event: str, key: str, raw: bytes, hooks: list[dict[str, Any]]) -> None:
         for hook in hooks:

@@ -20,11 +20,10 @@ import hashlib
 import hmac
 import itertools
 import json
-import queue
 import threading
 import time
 import urllib.parse
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +33,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from sandbox.common import SandboxState, install_sandbox_plumbing
+from sandbox.common import SandboxState, SlidingWindow, WebhookSender, install_sandbox_plumbing
 from sandbox.trello_data import MEMBERS, SeedBoard, SeedCard, generated_card, seed_boards
 
 DEFAULT_KEY = "sandbox-trello-api-key-0123456789ab"
@@ -97,22 +96,6 @@ class Board:
     actions: list[dict[str, Any]] = field(default_factory=list)  # oldest first
 
 
-class SlidingWindow:
-    """Counts accepted requests of one credential in the last `seconds`."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit, self.seconds = limit, seconds
-        self.calls: deque[float] = deque()
-
-    def admit(self, now: float) -> bool:
-        while self.calls and self.calls[0] <= now - self.seconds:
-            self.calls.popleft()
-        if len(self.calls) >= self.limit:
-            return False
-        self.calls.append(now)
-        return True
-
-
 class TrelloSite:
     """The emulated Trello's state: boards, cards, actions, webhooks, limits. Thread-safe."""
 
@@ -133,8 +116,8 @@ class TrelloSite:
         self.comments: list[dict[str, Any]] = []
         self.violations: Counter[str] = Counter()  # "API_TOKEN_LIMIT_EXCEEDED" -> 429s sent
         self.set_limits(token_limit, key_limit)
-        self._outgoing: queue.Queue[tuple[bytes, dict[str, Any], str]] = queue.Queue()
-        self._sender: threading.Thread | None = None
+        self._webhooks: WebhookSender[tuple[bytes, dict[str, Any], str]] = WebhookSender(
+            "trello-webhooks", self._deliver)
         self._short = itertools.count(1)
         if seed:
             for board in seed_boards():
@@ -366,40 +349,26 @@ class TrelloSite:
             raw = json.dumps({"model": model, "action": action, "webhook": {
                 "id": hook["id"], "description": hook["description"], "idModel": hook["idModel"],
                 "active": True}}, ensure_ascii=False).encode("utf-8")
-            self._outgoing.put((raw, hook, action["type"]))
-        if hooks:
-            self._ensure_sender()
+            self._webhooks.send((raw, hook, action["type"]))
 
     def sign(self, raw: bytes, callback_url: str) -> str:
         """base64(HMAC-SHA1(application secret, body + callback URL)) over UTF-8, as Trello signs today."""
         digest = hmac.new(self.app_secret.encode(), raw + callback_url.encode("utf-8"), hashlib.sha1).digest()
         return base64.b64encode(digest).decode()
 
-    def _ensure_sender(self) -> None:
+    def _deliver(self, delivery: tuple[bytes, dict[str, Any], str]) -> None:
+        raw, hook, kind = delivery
+        headers = {"Content-Type": "application/json", "X-Trello-Webhook": self.sign(raw, hook["callbackURL"])}
+        try:
+            status: Any = httpx.post(hook["callbackURL"], content=raw, headers=headers, timeout=5).status_code
+        except httpx.HTTPError as exc:
+            status = f"error: {exc}"
         with self.lock:
-            if self._sender is None or not self._sender.is_alive():
-                self._sender = threading.Thread(target=self._send_loop, name="trello-webhooks", daemon=True)
-                self._sender.start()
-
-    def _send_loop(self) -> None:
-        while True:
-            raw, hook, kind = self._outgoing.get()
-            try:
-                headers = {"Content-Type": "application/json", "X-Trello-Webhook": self.sign(raw, hook["callbackURL"])}
-                try:
-                    status: Any = httpx.post(hook["callbackURL"], content=raw, headers=headers, timeout=5).status_code
-                except httpx.HTTPError as exc:
-                    status = f"error: {exc}"
-                with self.lock:
-                    self.webhook_log.append({"type": kind, "url": hook["callbackURL"], "status": status})
-            finally:
-                self._outgoing.task_done()
+            self.webhook_log.append({"type": kind, "url": hook["callbackURL"], "status": status})
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> None:
         """Blocks until every queued webhook was delivered (tests)."""
-        deadline = time.monotonic() + timeout
-        while self._outgoing.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._webhooks.wait(timeout)
 
     # -- rendering ---------------------------------------------------------------------------------
 

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mappings.common import map_inputs, map_remote_values
 from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
-from mappings.numbers import read_date, read_datetime, read_impact, read_number, read_percent
+from mappings.numbers import read_date, read_datetime
 from mappings.profile import Profile, fold
-from mappings.story import parse_story
-
-_INPUT_READERS = {
-    "reach": read_number,
-    "impact": read_impact,
-    "confidence": read_percent,
-    "effort": read_number,
-    "value": read_number,
-    "time_criticality": read_number,
-    "risk_reduction": read_number,
-    "ease": read_number,
-}
-_STORY_FIELDS = ("role", "want", "so_that", "channel", "segment", "kpi", "hypothesis")
+from mappings.story import STORY_FIELDS, parse_story
 
 
 class MappingError(ValueError):
@@ -126,38 +115,20 @@ def _map_people_and_dates(item: BacklogItem, raw: dict[str, Any]) -> None:
 
 def _map_story(item: BacklogItem, fields: _CustomFields) -> None:
     parsed = parse_story(item.description)
-    from_fields = {name: fields.text(name) for name in _STORY_FIELDS}
+    from_fields = {name: fields.text(name) for name in STORY_FIELDS}
     item.story = parsed.model_copy(update={k: v for k, v in from_fields.items() if v is not None})
 
 
 def _map_inputs(item: BacklogItem, fields: _CustomFields) -> None:
-    for logical, reader in _INPUT_READERS.items():
-        raw_value = fields.value(logical)
-        value, reason = reader(raw_value)
-        if value is None and reason is not None and logical == "impact":
-            # ICE reads impact on 1..10; only RICE insists on 0.25..3, and the scorer says so per method.
-            number, number_reason = read_number(raw_value)
-            value, reason = (number, None) if number_reason is None else (None, reason)
-        if reason is not None:
-            item.add_problem(logical, reason, raw_value)
-        setattr(item.inputs, logical, value)
+    map_inputs(item, fields.value)
 
 
 def _map_remote_values(item: BacklogItem, fields: _CustomFields, context: dict[str, Any], profile: Profile) -> None:
-    for logical in OWNED_FIELDS:
-        if field_gid(logical, profile=profile, context=context) is None and not fields.has(logical):
-            continue  # not configured or not in these projects: nothing to compare against
-        raw_value = fields.value(logical)
-        if logical == "kpi_result":
-            item.remote_values[logical] = fields.text(logical)
-            continue
-        number, reason = read_number(raw_value)
-        if reason is not None:
-            item.add_problem(logical, f"owned field holds an unreadable value: {reason}", raw_value)
-        if number is not None and logical == "rank" and number.is_integer():
-            item.remote_values[logical] = int(number)
-        else:
-            item.remote_values[logical] = number
+    def configured(logical: str) -> bool:
+        # Not configured or not in these projects: nothing to compare against.
+        return field_gid(logical, profile=profile, context=context) is not None or fields.has(logical)
+
+    map_remote_values(item, fields.value, configured=configured, text=_text)
 
 
 _NAMES_CACHE: dict[int, tuple[Profile, dict[str, tuple[str, ...]]]] = {}
@@ -206,12 +177,16 @@ class _CustomFields:
         return None if entry is None else _raw_value(entry)
 
     def text(self, logical: str) -> str | None:
-        value = self.value(logical)
-        if _is_empty(value) or isinstance(value, bool):
-            return None
-        if isinstance(value, int | float):
-            return f"{value:g}"
-        return str(value).strip() or None
+        return _text(self.value(logical))
+
+
+def _text(value: Any) -> str | None:
+    """A custom field value as text: a number without trailing zeros, an option's name, trimmed text."""
+    if _is_empty(value) or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return f"{value:g}"
+    return str(value).strip() or None
 
 
 def _raw_value(entry: dict[str, Any]) -> Any:

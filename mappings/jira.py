@@ -6,22 +6,12 @@ import re
 from typing import Any
 
 from mappings.adf import adf_to_text, text_to_adf
+from mappings.common import map_inputs, map_remote_values
 from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
-from mappings.numbers import read_date, read_datetime, read_impact, read_number, read_percent
+from mappings.numbers import read_date, read_datetime
 from mappings.profile import Profile, fold
-from mappings.story import parse_story
+from mappings.story import STORY_FIELDS, parse_story
 
-_INPUT_READERS = {
-    "reach": read_number,
-    "impact": read_impact,
-    "confidence": read_percent,
-    "effort": read_number,
-    "value": read_number,
-    "time_criticality": read_number,
-    "risk_reduction": read_number,
-    "ease": read_number,
-}
-_STORY_FIELDS = ("role", "want", "so_that", "channel", "segment", "kpi", "hypothesis")
 _SPRINT_SCHEMA = "com.pyxis.greenhopper.jira:gh-sprint"
 # Jira Server and old Cloud sites serialise a sprint as a string:
 # "com.atlassian.greenhopper.service.sprint.Sprint@1f[id=1,state=ACTIVE,name=X,...]".
@@ -131,7 +121,7 @@ def _map_people_and_dates(item: BacklogItem, fields: dict[str, Any], resolver: _
 
 
 def _map_story(item: BacklogItem, resolver: _FieldResolver) -> None:
-    from_fields = {field: resolver.text(field) for field in _STORY_FIELDS}
+    from_fields = {field: resolver.text(field) for field in STORY_FIELDS}
     parsed = parse_story(item.description)
     story = parsed.model_copy(
         update={field: value for field, value in from_fields.items() if value is not None}
@@ -140,35 +130,13 @@ def _map_story(item: BacklogItem, resolver: _FieldResolver) -> None:
 
 
 def _map_inputs(item: BacklogItem, resolver: _FieldResolver) -> None:
-    for logical, reader in _INPUT_READERS.items():
-        raw_value = _scalar(resolver.value(logical))
-        value, reason = reader(raw_value)
-        if value is None and reason is not None and logical == "impact":
-            # ICE reads impact on 1..10; only RICE insists on 0.25..3, and the scorer says so per method.
-            number, number_reason = read_number(raw_value)
-            value, reason = (number, None) if number_reason is None else (None, reason)
-        if reason is not None:
-            item.add_problem(logical, reason, raw_value)
-        setattr(item.inputs, logical, value)
+    map_inputs(item, lambda logical: _scalar(resolver.value(logical)))
 
 
 def _map_remote_values(item: BacklogItem, resolver: _FieldResolver) -> None:
-    for logical in OWNED_FIELDS:
-        if resolver.field_id(logical) is None:
-            continue  # not configured or not in this Jira: nothing to compare against
-        raw_value = resolver.value(logical)
-        if logical == "kpi_result":
-            text = _text(raw_value)
-            item.remote_values[logical] = text
-            continue
-        number, reason = read_number(_scalar(raw_value))
-        if reason is not None:
-            # Someone typed into our field; we will overwrite it, but say what was there.
-            item.add_problem(logical, f"owned field holds an unreadable value: {reason}", raw_value)
-        if number is not None and logical == "rank" and number.is_integer():
-            item.remote_values[logical] = int(number)
-        else:
-            item.remote_values[logical] = number
+    # A field not configured or not in this Jira has nothing to compare against.
+    map_remote_values(item, resolver.value, configured=lambda logical: resolver.field_id(logical) is not None,
+                      text=_text, scalar=_scalar)
 
 
 _TABLES_KEY = "__field_tables__"

@@ -114,7 +114,7 @@ _TAIL_MARKERS = (
     (re.compile(r",\s*en testant l'hypothese (?:qu'|que )?"), "hypothesis"),
     (re.compile(r",\s*testing the hypothesis (?:that )?"), "hypothesis"),
 )
-_STORY_FIELDS = ("role", "want", "so_that", "channel", "segment", "kpi", "hypothesis")
+STORY_FIELDS = ("role", "want", "so_that", "channel", "segment", "kpi", "hypothesis")
 
 
 @dataclass
@@ -287,7 +287,7 @@ def parse_story(text: str | None) -> UserStory:
             keep(label.field, _clean(hit.value))
     flush_pending()
     return UserStory(
-        **{field: found.get(field) for field in _STORY_FIELDS},
+        **{field: found.get(field) for field in STORY_FIELDS},
         acceptance_criteria=criteria,
         language=languages[0] if languages else None,
     )
@@ -323,7 +323,7 @@ def render_story(story: UserStory, language: str = "en") -> str:
     # French typography puts a no-break space before ":"; the parser folds it back to a space.
     separator = "\u00a0: " if language == "fr" else ": "
     lines: list[str] = []
-    for field in _STORY_FIELDS:
+    for field in STORY_FIELDS:
         value = getattr(story, field)
         if value and value.strip():
             lines.append(f"{labels[field]}{separator}{' '.join(value.split())}")

@@ -12,22 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from mappings.common import map_inputs, map_remote_values
 from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
-from mappings.numbers import read_date, read_datetime, read_impact, read_number, read_percent
+from mappings.numbers import read_date, read_datetime
 from mappings.profile import Profile, fold
-from mappings.story import parse_story
+from mappings.story import STORY_FIELDS, parse_story
 
-_INPUT_READERS = {
-    "reach": read_number,
-    "impact": read_impact,
-    "confidence": read_percent,
-    "effort": read_number,
-    "value": read_number,
-    "time_criticality": read_number,
-    "risk_reduction": read_number,
-    "ease": read_number,
-}
-_STORY_FIELDS = ("role", "want", "so_that", "channel", "segment", "kpi", "hypothesis")
 POS_STEP = 16384  # Trello's own spacing between card positions; rank n sits at n * POS_STEP
 
 
@@ -215,43 +205,26 @@ def _unwrap(entry: dict[str, Any], meta: dict[str, Any]) -> Any:
 
 def _map_story(item: BacklogItem, values: dict[str, tuple[str, Any]]) -> None:
     parsed = parse_story(item.description)
-    from_fields = {field: _text(values[field][1]) for field in _STORY_FIELDS if field in values}
+    from_fields = {field: _text(values[field][1]) for field in STORY_FIELDS if field in values}
     item.story = parsed.model_copy(update={k: v for k, v in from_fields.items() if v is not None})
 
 
 def _map_inputs(item: BacklogItem, values: dict[str, tuple[str, Any]]) -> None:
-    for logical, reader in _INPUT_READERS.items():
+    def value(logical: str) -> Any:
         raw_value = values[logical][1] if logical in values else None
         if isinstance(raw_value, bool):
-            raw_value = 1 if raw_value else 0  # a checkbox input counts as 1 (checked) or 0
-        value, reason = reader(raw_value)
-        if value is None and reason is not None and logical == "impact":
-            # ICE reads impact on 1..10; only RICE insists on 0.25..3, and the scorer says so per method.
-            number, number_reason = read_number(raw_value)
-            value, reason = (number, None) if number_reason is None else (None, reason)
-        if reason is not None:
-            item.add_problem(logical, reason, raw_value)
-        setattr(item.inputs, logical, value)
+            return 1 if raw_value else 0  # a checkbox input counts as 1 (checked) or 0
+        return raw_value
+
+    map_inputs(item, value)
 
 
 def _map_remote_values(item: BacklogItem, values: dict[str, tuple[str, Any]], board: dict[str, Any] | None,
                        profile: Profile) -> None:
     tables = _field_tables(board, profile)
-    for logical in OWNED_FIELDS:
-        if not tables.get(logical):
-            continue  # not configured or not on this board: nothing to compare against
-        raw_value = values[logical][1] if logical in values else None
-        if logical == "kpi_result":
-            item.remote_values[logical] = _text(raw_value)
-            continue
-        number, reason = read_number(raw_value)
-        if reason is not None:
-            # Someone typed into our field; we will overwrite it, but say what was there.
-            item.add_problem(logical, f"owned field holds an unreadable value: {reason}", raw_value)
-        if number is not None and logical == "rank" and number.is_integer():
-            item.remote_values[logical] = int(number)
-        else:
-            item.remote_values[logical] = number
+    # A field not configured or not on this board has nothing to compare against.
+    map_remote_values(item, lambda logical: values[logical][1] if logical in values else None,
+                      configured=lambda logical: bool(tables.get(logical)), text=_text)
 
 
 def _text(value: Any) -> str | None:

@@ -9,13 +9,14 @@ from service.heap import long_lived_heap_frozen
 
 
 def test_heap_is_frozen_while_held_and_handed_back_after_the_last_holder() -> None:
+    # Frozen objects can still die by reference counting (other threads run), so the count only says whether
+    # the heap is frozen, not how much of it.
     assert gc.get_freeze_count() == 0
     with long_lived_heap_frozen():
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
+        assert gc.get_freeze_count() > 1000
         with long_lived_heap_frozen():  # a second run at the same time
-            assert gc.get_freeze_count() >= frozen
-        assert gc.get_freeze_count() >= frozen  # the first run still holds it
+            assert gc.get_freeze_count() > 1000
+        assert gc.get_freeze_count() > 1000  # the first run still holds it
     assert gc.get_freeze_count() == 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from connectors.base import (
     AuthError,
@@ -151,16 +152,24 @@ class SyncService:
 
     def ensure_source_rows(self) -> None:
         """Creates a sources row for every configured source (kind changes are refused)."""
-        with session_scope(self.engine) as db:
-            for source in self.config.sources:
-                row = db.get(SourceRow, source.name)
-                if row is None:
-                    db.add(SourceRow(name=source.name, kind=source.kind))
-                elif row.kind != source.kind:
-                    raise FatalError(
-                        f"source {source.name!r} was a {row.kind} source and is now configured as "
-                        f"{source.kind}; give it a new name instead"
-                    )
+        for attempt in (1, 2):
+            try:
+                with session_scope(self.engine) as db:
+                    for source in self.config.sources:
+                        row = db.get(SourceRow, source.name)
+                        if row is None:
+                            db.add(SourceRow(name=source.name, kind=source.kind))
+                        elif row.kind != source.kind:
+                            raise FatalError(
+                                f"source {source.name!r} was a {row.kind} source and is now configured as "
+                                f"{source.kind}; give it a new name instead"
+                            )
+                return
+            except IntegrityError:
+                # Replicas starting together insert the same rows at the same moment: the other one's are there
+                # now, so the second pass only checks their kinds.
+                if attempt == 2:
+                    raise
 
     def run(
         self,

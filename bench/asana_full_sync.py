@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _shared  # noqa: E402  (bench/_shared.py, beside this script)
 import requests  # noqa: E402
+from _shared import peak_rss_mb, run_child  # noqa: E402
 
 from sandbox.asana import DEFAULT_TOKEN  # noqa: E402
 from sandbox.asana_data import EN_PROJECT  # noqa: E402
@@ -38,27 +39,9 @@ PAID = 1500
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
-
-
 def start_sandbox(tasks: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - the project's own emulator
-        [sys.executable, "-m", "sandbox.asana", "--port", str(port), "--generate", str(tasks),
-         "--requests-per-minute", str(PAID)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/_sandbox/limits", timeout=2).ok:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode() if process.stderr else "sandbox exited")
-        time.sleep(0.2)
-    raise RuntimeError("the emulated Asana did not start")
+    return _shared.start_sandbox("asana", free_port(), ["--generate", str(tasks), "--requests-per-minute", str(PAID)],
+                                 ready="/_sandbox/limits")
 
 
 def counters(url: str) -> dict[str, object]:
@@ -239,13 +222,7 @@ def measure_latency(samples: int, debounce: float) -> dict[str, object]:
 
 
 def child(mode: str, url: str, database: str, extra: str = "0") -> dict[str, object]:
-    completed = subprocess.run(  # noqa: S603 - this same script
-        [sys.executable, __file__, "--child", mode, "--url", url, "--database", database, "--extra", extra],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_child(__file__, mode, ["--url", url, "--database", database, "--extra", extra])
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ The baseline posts the same report bodies one page after another with requests a
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
+from _shared import cpu_seconds  # noqa: E402  (bench/_shared.py, beside this script)
 
 from connectors.ga4 import GA4Connector, ReportSpec  # noqa: E402
 from sandbox.common import free_port  # noqa: E402
@@ -38,11 +38,6 @@ SERIES = [
 LARGE = ReportSpec(metrics=("eventCount", "sessions", "activeUsers"), start_date=date(2025, 1, 1),
                    end_date=date(2026, 11, 30),
                    dimensions=("date", "sessionDefaultChannelGroup", "eventName", "landingPage"))
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def chunks(start: date, end: date, days: int) -> list[tuple[date, date]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
+from _shared import cpu_seconds, peak_rss_mb  # noqa: E402  (bench/_shared.py, beside this script)
 
 from sandbox.common import free_port  # noqa: E402
 from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN  # noqa: E402
@@ -38,15 +38,6 @@ SCOPE = "project = MKT"
 JQL = f"({SCOPE}) ORDER BY updated ASC, id ASC"  # what the connector sends for a full pull
 AUTH = (DEFAULT_EMAIL, DEFAULT_TOKEN)
 CHANGED = 10
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def connector(url: str, page_size: int):  # noqa: ANN201

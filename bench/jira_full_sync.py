@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _shared  # noqa: E402  (bench/_shared.py, beside this script)
 import requests  # noqa: E402
+from _shared import peak_rss_mb, run_child  # noqa: E402
 
 from sandbox.common import free_port  # noqa: E402
 from sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN  # noqa: E402
@@ -35,26 +36,9 @@ SEARCH = "/rest/api/3/search/jql"
 JQL = "project = MKT ORDER BY updated ASC, id ASC"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
-
-
 def start_sandbox(issues: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "sandbox.jira", "--port", str(port), "--generate", str(issues)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/rest/api/3/serverInfo", auth=(DEFAULT_EMAIL, DEFAULT_TOKEN), timeout=2).ok:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode() if process.stderr else "sandbox exited")
-        time.sleep(0.2)
-    raise RuntimeError("the emulated Jira did not start")
+    return _shared.start_sandbox("jira", free_port(), ["--generate", str(issues)], ready="/rest/api/3/serverInfo",
+                                 auth=(DEFAULT_EMAIL, DEFAULT_TOKEN))
 
 
 def searches(url: str) -> int:
@@ -151,14 +135,7 @@ def measure_incremental(url: str, database: str, page_size: int) -> dict[str, ob
 
 
 def child(mode: str, url: str, database: str, page_size: int) -> dict[str, object]:
-    completed = subprocess.run(  # noqa: S603 - this same script
-        [sys.executable, __file__, "--child", mode, "--url", url, "--database", database,
-         "--page-size", str(page_size)],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_child(__file__, mode, ["--url", url, "--database", database, "--page-size", str(page_size)])
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _shared  # noqa: E402  (bench/_shared.py, beside this script)
 import requests  # noqa: E402
+from _shared import peak_rss_mb, run_child  # noqa: E402
 
 from sandbox.common import free_port  # noqa: E402
 from sandbox.trello import DEFAULT_KEY, DEFAULT_SECRET, DEFAULT_TOKEN  # noqa: E402
@@ -41,26 +42,8 @@ AUTH = {"key": DEFAULT_KEY, "token": DEFAULT_TOKEN}
 REAL = (100, 10.0), (300, 10.0)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
-
-
 def start_sandbox(cards: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "sandbox.trello", "--port", str(port), "--generate", str(cards)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/_sandbox/violations", timeout=2).ok:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode() if process.stderr else "sandbox exited")
-        time.sleep(0.2)
-    raise RuntimeError("the emulated Trello did not start")
+    return _shared.start_sandbox("trello", free_port(), ["--generate", str(cards)], ready="/_sandbox/violations")
 
 
 def sandbox_report(url: str) -> dict[str, Any]:
@@ -273,14 +256,7 @@ def measure_latency(samples: int, debounce: float) -> dict[str, Any]:
 
 
 def child(mode: str, url: str, database: str, window: float) -> dict[str, Any]:
-    completed = subprocess.run(  # noqa: S603 - this same script
-        [sys.executable, __file__, "--child", mode, "--url", url, "--database", database,
-         "--writeback-window", str(window)],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{completed.stderr[-3000:]}")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, mode, ["--url", url, "--database", database, "--writeback-window", str(window)])
     print(f"{mode}: {json.dumps({k: v for k, v in result.items() if k != 'counters'})}", flush=True)  # noqa: T201
     return result
 

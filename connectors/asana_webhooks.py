@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 
-from connectors.base import WebhookEvent
+from connectors.base import WebhookEvent, webhook_payload
 
 # Events about a task's own record; stories (comments) refresh their parent task.
 TASK_ACTIONS = {"added", "changed", "removed", "deleted", "undeleted"}
@@ -50,12 +49,7 @@ def _custom_field_value(value: dict[str, Any]) -> Any:
 
 def parse_webhook(body: bytes) -> list[WebhookEvent]:
     """Parses one delivery into events; a heartbeat (no events) gives []; raises ValueError for a malformed body."""
-    try:
-        payload: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"body is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise ValueError("body is not a JSON object")
+    payload = webhook_payload(body)
     raw_events = payload.get("events")
     if not isinstance(raw_events, list):
         raise ValueError("'events' is missing or not a list")

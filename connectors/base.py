@@ -11,6 +11,7 @@ limiter, observers, table (`error_for_status`) and retry loop (`run_with_retry`)
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -591,6 +592,17 @@ class WebhookEvent:
     deleted: bool = False
     changed_fields: list[str] = field(default_factory=list)  # tool field names, for loop detection
     changes: dict[str, Any] = field(default_factory=dict)  # tool field name -> new value, where known
+
+
+def webhook_payload(body: bytes) -> dict[str, Any]:
+    """Reads a webhook body as a JSON object; raises ValueError saying what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("body is not a JSON object")
+    return payload
 
 
 @runtime_checkable

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 
-from connectors.base import WebhookEvent
+from connectors.base import WebhookEvent, webhook_payload
 
 ISSUE_EVENTS = {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted"}
 COMMENT_EVENTS = {"comment_created", "comment_updated", "comment_deleted"}
@@ -30,12 +29,7 @@ def verify_webhook(*, headers: dict[str, str], body: bytes, url: str, secret: st
 
 def parse_webhook(body: bytes) -> list[WebhookEvent]:
     """Parses one delivery into events; raises ValueError (naming what is wrong) for a malformed body."""
-    try:
-        payload: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"body is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise ValueError("body is not a JSON object")
+    payload = webhook_payload(body)
     kind = payload.get("webhookEvent")
     if not isinstance(kind, str):
         raise ValueError("webhookEvent is missing")

@@ -14,10 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from typing import Any
 
-from connectors.base import WebhookEvent
+from connectors.base import WebhookEvent, webhook_payload
 
 # Actions about a card that may change what we map (fields, list, labels, members, custom fields, comments).
 CARD_ACTIONS = frozenset({
@@ -45,12 +44,7 @@ def verify_webhook(*, headers: dict[str, str], body: bytes, url: str, secret: st
 
 def parse_webhook(body: bytes) -> list[WebhookEvent]:
     """Parses one delivery into at most one card event; raises ValueError naming what is wrong."""
-    try:
-        payload: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"body is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise ValueError("body is not a JSON object")
+    payload = webhook_payload(body)
     action = payload.get("action")
     if not isinstance(action, dict):
         raise ValueError("action is missing")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 from connectors.base import AuthError, ConnectorError, WebhookEvent
 from service.db import session_scope
 from service.logs import correlation_id
-from service.outbox import WORKER_ID, OutboxWorker
+from service.outbox import OutboxWorker, claim_token
 from service.planning import plan_writes, same_value
 from service.registry import owned_field_for, profile_for, tool_for
 from service.scoring_job import rescore_source
@@ -240,13 +240,25 @@ class InboxWorker:
             )
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=InboxRow)
-            rows = list(db.execute(query).scalars())
-            for row in rows:
-                row.status = "processing"
-                row.claimed_by = WORKER_ID
-                row.claimed_until = now + timedelta(seconds=self.sync.config.claim_seconds)
-                row.attempts += 1
-            return rows
+            ids = [row.id for row in db.execute(query).scalars()]
+            if not ids:
+                return []
+            # A compare-and-set: of two workers that read the same rows (SQLite reads outside the write lock),
+            # only the first to write takes them.
+            token = claim_token()
+            db.execute(
+                update(InboxRow)
+                .where(InboxRow.id.in_(ids),
+                       or_((InboxRow.status == "pending")
+                           & (InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now)),
+                           (InboxRow.status == "processing") & (InboxRow.claimed_until < now)))
+                .values(status="processing", claimed_by=token,
+                        claimed_until=now + timedelta(seconds=self.sync.config.claim_seconds),
+                        attempts=InboxRow.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+            return list(db.execute(select(InboxRow).where(InboxRow.id.in_(ids), InboxRow.claimed_by == token)
+                                   .order_by(InboxRow.id)).scalars())
 
     def process_due(self) -> int:
         """Processes one batch of due deliveries; returns how many it handled."""

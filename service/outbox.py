@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.engine import Engine
 
 from connectors.base import AuthError, FatalError, RanksNatively, ReadsComments, RetriableError, SkippableError
@@ -39,33 +39,38 @@ class DrainResult:
 
 
 def claim(engine: Engine, *, limit: int, claim_seconds: float, source: str | None = None) -> list[OutboxRow]:
-    """Claims due pending writes (and writes whose claim expired) for this worker, skipping locked rows."""
+    """Claims due pending writes (and writes whose claim expired) for this worker.
+
+    The claim is a compare-and-set: the UPDATE repeats the due condition, so of two workers that read the same
+    rows only the first to write gets them (SQLite reads outside the write lock; PostgreSQL also skips rows
+    another transaction holds)."""
     now = utcnow()
+    due = or_(
+        (OutboxRow.status == "pending") & (OutboxRow.next_attempt_at <= now),
+        (OutboxRow.status == "sending") & (OutboxRow.claimed_until < now),
+    )
+    token = claim_token()
     with session_scope(engine) as db:
-        query = (
-            select(OutboxRow)
-            .where(
-                or_(
-                    (OutboxRow.status == "pending") & (OutboxRow.next_attempt_at <= now),
-                    (OutboxRow.status == "sending") & (OutboxRow.claimed_until < now),
-                )
-            )
-            .order_by(OutboxRow.id)
-            .limit(limit)
-        )
+        query = select(OutboxRow.id).where(due).order_by(OutboxRow.id).limit(limit)
         if source is not None:
             query = query.where(OutboxRow.source == source)
         if engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = list(db.execute(query).scalars())
-        token = claim_token()
-        for row in rows:
-            if row.status == "sending":  # its worker died (or stalled) mid-send: the write may have landed
-                row.last_error = f"{RECOVERED} the claim of {row.claimed_by} expired"
-            row.status = "sending"
-            row.claimed_by = token
-            row.claimed_until = now + timedelta(seconds=claim_seconds)
-            row.attempts += 1
+        ids = list(db.execute(query).scalars())
+        if not ids:
+            return []
+        # SET reads the row as it was: a row still "sending" here had a worker that died (or stalled) mid-send.
+        recovered = literal(f"{RECOVERED} the claim of ") + func.coalesce(OutboxRow.claimed_by, "?") + " expired"
+        db.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(ids), due)
+            .values(status="sending", claimed_by=token, claimed_until=now + timedelta(seconds=claim_seconds),
+                    attempts=OutboxRow.attempts + 1,
+                    last_error=case((OutboxRow.status == "sending", recovered), else_=OutboxRow.last_error))
+            .execution_options(synchronize_session=False)
+        )
+        rows = list(db.execute(select(OutboxRow).where(OutboxRow.id.in_(ids), OutboxRow.claimed_by == token)
+                               .order_by(OutboxRow.id)).scalars())
         return rows
 
 

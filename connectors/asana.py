@@ -47,6 +47,7 @@ from connectors.base import (
     AuthError,
     ConnectorError,
     FatalError,
+    FullReadListing,
     Page,
     Paginator,
     RateLimiter,
@@ -235,6 +236,7 @@ class AsanaConnector:
         self._stories = asana.StoriesApi(self._client)
         self._webhooks = asana.WebhooksApi(self._client)
         self._users = asana.UsersApi(self._client)
+        self._listed = FullReadListing()  # the gids a full read just saw, for the reconcile that follows it
 
     @property
     def calls(self) -> int:
@@ -305,6 +307,10 @@ class AsanaConnector:
         state = {} if full else read_cursor(cursor)
         state = {gid: entry for gid, entry in state.items() if gid in self.projects}
         seen: set[str] = set()  # a task in two configured projects is one item, read once per run
+        if full:
+            self._listed.begin()
+        else:
+            self._listed.forget()
         for project_gid in self.projects:
             entry = state.get(project_gid) or {}
             pages = (self._read_changes(project_gid, entry, state) if entry.get("sync")
@@ -312,7 +318,13 @@ class AsanaConnector:
             for page in pages:
                 records = [r for r in page.records if str(r.get("gid")) not in seen]
                 seen.update(str(r.get("gid")) for r in records)
+                if full:
+                    self._listed.add(gid for gid in map(gid_of, records) if gid is not None)
                 yield Page(records=records, cursor=page.cursor, deleted_ids=page.deleted_ids)
+        if full:
+            # Every task of every project was just read: the reconcile that follows uses these gids instead of
+            # paging the projects a second time (once, and only right after).
+            self._listed.finish()
 
     def _read_project(self, project_gid: str, state: dict[str, dict[str, Any]]) -> Iterator[Page]:
         """Reads all tasks of a project; the sync token is taken first, so nothing changed during the read is lost."""
@@ -493,7 +505,12 @@ class AsanaConnector:
         return [task for task in found.values() if task is not None and self._in_scope(task)]
 
     def list_ids(self) -> Iterator[str]:
-        """Yields the gid of every task in the configured projects (gids only, 100 a page)."""
+        """Yields the gid of every task in the configured projects (gids only, 100 a page), or the gids a full
+        read has just seen."""
+        listed = self._listed.take()
+        if listed is not None:
+            yield from listed
+            return
         seen: set[str] = set()
         for project_gid in self.projects:
             for page in self._paged(self._tasks.get_tasks_for_project, project_gid,

@@ -568,6 +568,39 @@ def with_last(pages: Iterable[list[Any]]) -> Iterator[tuple[list[Any], bool]]:
     yield (held if held is not None else []), True
 
 
+class FullReadListing:
+    """The ids a full read has just seen, for the reconcile that follows it: a full read already lists every
+    item in scope, so paging the whole scope a second time for the ids only would double its calls.
+
+    The pull calls begin(), add() for each page and finish() once its last page was read (a read that stops
+    early leaves nothing); list_ids() calls take(), which hands the ids over once and only while fresh."""
+
+    def __init__(self, fresh_seconds: float = 60.0) -> None:
+        self.fresh_seconds = fresh_seconds
+        self._reading: set[str] | None = None
+        self._done: tuple[float, set[str]] | None = None
+
+    def begin(self) -> None:
+        self._reading, self._done = set(), None
+
+    def add(self, ids: Iterable[str]) -> None:
+        if self._reading is not None:
+            self._reading.update(ids)
+
+    def finish(self) -> None:
+        if self._reading is not None:
+            self._done, self._reading = (time.monotonic(), self._reading), None
+
+    def forget(self) -> None:
+        self._reading = self._done = None
+
+    def take(self) -> set[str] | None:
+        done, self._done = self._done, None
+        if done is None or time.monotonic() - done[0] >= self.fresh_seconds:
+            return None
+        return done[1]
+
+
 # --------------------------------------------------------------------------------------------------
 # Capabilities. A connector declares what it is and implements a few hooks; capabilities that only
 # some tools have are separate small interfaces.

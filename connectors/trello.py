@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -45,6 +44,7 @@ from connectors.base import (
     AuthError,
     ConnectorError,
     FatalError,
+    FullReadListing,
     LimiterGroup,
     Page,
     Paginator,
@@ -146,7 +146,7 @@ class TrelloConnector:
         # py-trello's key/token mode: without token/token_secret it sends key= and token= (from api_secret).
         self._client = TrelloClient(api_key=api_key, api_secret=token, http_service=self._session)
         self._boards: dict[str, dict[str, Any]] | None = None  # board id -> what describe() read
-        self._listed: tuple[float, set[str]] | None = None  # the ids a full read just saw, for its reconcile
+        self._listed = FullReadListing(LISTED_FRESH_SECONDS)  # the ids a full read just saw, for its reconcile
         self.calls = 0
 
     # -- metadata ----------------------------------------------------------------------------------
@@ -221,15 +221,17 @@ class TrelloConnector:
         # Boards no longer configured drop out of the cursor; a board added later is read in full.
         state = {} if full else {b: v for b, v in parse_cursor(cursor).items() if b in configured}
         read_here: set[str] = set()
-        listed: set[str] | None = set() if full else None
-        self._listed = None
+        if full:
+            self._listed.begin()
+        else:
+            self._listed.forget()
         for board_id in configured:
             since = state.get(board_id)
             if since is None:
                 newest = self._newest_action(board_id)  # before the scan: what changes during it is read again
                 for records, last in with_last(self._card_pages(board_id)):
-                    if listed is not None:
-                        listed.update(card["id"] for card in records)
+                    if full:
+                        self._listed.add(card["id"] for card in records)
                     if last:
                         state[board_id] = newest
                     # The board's cursor moves only with its last page: a crash mid-board re-reads the board.
@@ -262,10 +264,10 @@ class TrelloConnector:
             read_here.update(wanted)
             yield Page(records=records, cursor=format_cursor(state),
                        deleted_ids=sorted((set(wanted) - found_ids) | deleted))
-        if listed is not None:
+        if full:
             # A full read has just listed every open card: the reconcile that follows it uses that list
             # instead of paging every board a second time (once, and only right after).
-            self._listed = (time.monotonic(), listed)
+            self._listed.finish()
 
     def _card_pages(self, board_id: str, *, fields: str = CARD_FIELDS,
                     custom: bool = True) -> Iterator[list[dict[str, Any]]]:
@@ -325,9 +327,9 @@ class TrelloConnector:
 
     def list_ids(self) -> Iterator[str]:
         """Yields the id of every open card on the configured boards (ids only, 1,000 a call)."""
-        listed, self._listed = self._listed, None
-        if listed is not None and time.monotonic() - listed[0] < LISTED_FRESH_SECONDS:
-            yield from listed[1]
+        listed = self._listed.take()
+        if listed is not None:
+            yield from listed
             return
         for board_id in self.board_ids():
             for cards in self._card_pages(board_id, fields="id", custom=False):

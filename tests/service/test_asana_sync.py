@@ -154,3 +154,31 @@ def test_a_comment_goes_through_the_outbox_as_a_story(asana, engine) -> None:
     assert drained.sent == 1 and drained.failed == 0, drained.errors
     assert state.hits("POST", "/tasks/{task_gid}/stories") == 1
     assert workspace.tasks["1203000000000001"].stories[-1]["text"] == "KPI newsletter-revenue: 82% of the Q1 target"
+
+
+def test_a_full_sync_reconciles_with_the_tasks_it_read_instead_of_listing_them_again(asana, engine) -> None:
+    workspace, state, url = asana
+    config = AppConfig.model_validate({"sources": [source(url)]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    listing = "/projects/{project_gid}/tasks"
+    try:
+        assert sync.run("mkt", mode="full", trigger="cli").status == "succeeded"
+        assert stored_ids(engine) == set(workspace.tasks)
+        # Deleted in Asana, and no event read: only a reconcile can notice it.
+        workspace.delete("1203000000000005")
+        before = state.hits("GET", listing)
+        again = sync.run("mkt", mode="full", trigger="cli")
+        assert again.status == "succeeded", again.error
+        assert again.items_removed == 1
+        assert stored_ids(engine) == set(workspace.tasks)
+        # One page of tasks per project (each holds fewer than 100): the read itself, and no listing of gids.
+        assert state.hits("GET", listing) - before == 2
+        # A reconcile on its own (no full read just before it) lists the projects.
+        workspace.delete("1203000000000007")
+        before = state.hits("GET", listing)
+        reconcile = sync.run("mkt", mode="reconcile", trigger="cli")
+        assert reconcile.status == "succeeded", reconcile.error
+        assert reconcile.items_removed == 1
+        assert stored_ids(engine) == set(workspace.tasks)
+    finally:
+        sync.close()

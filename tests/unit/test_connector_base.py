@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from connectors.base import (
     Action,
     AuthError,
+    FullReadListing,
     PaginationLoopError,
     Paginator,
     RateLimiter,
@@ -122,6 +123,35 @@ def test_rate_limiter_keeps_every_window() -> None:
 def test_rate_limiter_rejects_nonsense_windows() -> None:
     with pytest.raises(ValueError):
         RateLimiter([(0, 10)])
+
+
+def test_a_full_read_listing_is_handed_over_once_complete_and_fresh() -> None:
+    listing = FullReadListing(fresh_seconds=0.2)
+    listing.begin()
+    listing.add(["a", "b"])
+    assert listing.take() is None  # the read has not finished: its ids are not the whole scope
+    listing.add(iter(["c"]))
+    listing.finish()
+    assert listing.take() == {"a", "b", "c"}
+    assert listing.take() is None  # once only: a later reconcile lists the tool again
+
+    listing.begin()
+    listing.add(["a"])
+    listing.begin()  # a read that stopped early, then a new one: nothing of the first is kept
+    listing.finish()
+    assert listing.take() == set()
+
+    listing.begin()
+    listing.add(["a"])
+    listing.finish()
+    time.sleep(0.25)
+    assert listing.take() is None  # too old to stand for what the tool holds now
+
+    listing.begin()
+    listing.add(["a"])
+    listing.finish()
+    listing.forget()  # an incremental read since: its reconcile must list
+    assert listing.take() is None
 
 
 def test_paginator_detects_a_repeating_token() -> None:

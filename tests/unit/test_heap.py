@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from service.heap import long_lived_heap_frozen
+from service.heap import SYNC_THRESHOLDS, long_lived_heap_frozen
 
 
 def test_heap_is_frozen_while_held_and_handed_back_after_the_last_holder() -> None:
@@ -20,6 +20,17 @@ def test_heap_is_frozen_while_held_and_handed_back_after_the_last_holder() -> No
     assert gc.get_freeze_count() == 0
 
 
+def test_collection_thresholds_are_raised_while_held_and_put_back_after() -> None:
+    before = gc.get_threshold()
+    assert before != SYNC_THRESHOLDS
+    with long_lived_heap_frozen():
+        assert gc.get_threshold() == SYNC_THRESHOLDS
+        with long_lived_heap_frozen():
+            assert gc.get_threshold() == SYNC_THRESHOLDS
+        assert gc.get_threshold() == SYNC_THRESHOLDS  # the first run still holds it
+    assert gc.get_threshold() == before
+
+
 def test_heap_is_handed_back_when_the_run_fails() -> None:
     try:
         with long_lived_heap_frozen():
@@ -27,6 +38,7 @@ def test_heap_is_handed_back_when_the_run_fails() -> None:
     except RuntimeError:
         pass
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() != SYNC_THRESHOLDS
 
 
 def test_garbage_cycles_of_the_frozen_heap_are_collected_after_the_run() -> None:

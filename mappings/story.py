@@ -93,6 +93,9 @@ _ALTERNATION = "|".join(re.escape(label.text) for label in sorted(_LABELS, key=l
 _BULLET = r"(?:[-*\u2022+\u25aa\u25e6>]|\d{1,3}[.)])\s+"
 _MARKUP = r"(?:\*\*|__|\*|_)"
 _LABEL_LINE = re.compile(rf"^\s*(?:{_BULLET})?(?P<open>{_MARKUP})?\s*(?P<label>{_ALTERNATION})")
+# The same pattern over a whole folded text, line by line (a space here never crosses a line end): one scan
+# finds the lines that may open with a label, and only those are looked at closely.
+_LABEL_LINES = re.compile(_LABEL_LINE.pattern.replace(r"\s", r"[^\S\n]"), re.MULTILINE)
 # ":" or a spaced dash ("Target segment – returning visitors") separates a label from its value.
 _AFTER_LABEL = re.compile(
     rf"\s*(?P<close>{_MARKUP})?\s*(?P<colon>:|[-\u2013\u2014](?=\s))?\s*(?P<close2>{_MARKUP})?\s*"
@@ -125,8 +128,10 @@ class _LabelHit:
     markup: bool
 
 
-def _match_label(line: str) -> _LabelHit | None:
-    folded = _fold_line(line)
+def _match_label(line: str, folded: str | None = None) -> _LabelHit | None:
+    """The label a line opens with; `folded` is the line already folded (_fold_line), when the caller has it."""
+    if folded is None:
+        folded = _fold_line(line)
     match = _LABEL_LINE.match(folded)
     if match is None:
         return None
@@ -189,9 +194,9 @@ def _looks_like_role(text: str) -> bool:
     return "," not in text and len(text.split()) <= 8
 
 
-def _find_sentence(line: str) -> tuple[dict[str, str | None], str] | None:
-    """Finds a one-sentence story inside a line of prose ('User Story: "En tant que ..."')."""
-    folded = _fold_line(line)
+def _find_sentence(line: str, folded: str) -> tuple[dict[str, str | None], str] | None:
+    """Finds a one-sentence story inside a line of prose ('User Story: "En tant que ..."'); `folded` is the line
+    folded (_fold_line)."""
     for start in _ROLE_START.finditer(folded):
         if _WANT_MARKERS.search(folded, start.end(1)) is None:
             continue
@@ -225,8 +230,14 @@ def parse_story(text: str | None) -> UserStory:
         pending = None
         pending_lines.clear()
 
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        hit = _match_label(line)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Folding keeps one character for one, so the folded text's lines and offsets are the text's.
+    folded_text = _fold_line(text)
+    label_starts = {match.start() for match in _LABEL_LINES.finditer(folded_text)}
+    start = 0
+    for line, folded in zip(text.split("\n"), folded_text.split("\n"), strict=True):
+        hit = _match_label(line, folded) if start in label_starts else None
+        start += len(line) + 1
         blank = not line.strip()
         if in_criteria:
             if hit is not None and (hit.colon or hit.markup):
@@ -254,7 +265,7 @@ def parse_story(text: str | None) -> UserStory:
                 continue
         if hit is None:
             if "role" not in found:
-                sentence = _find_sentence(line)
+                sentence = _find_sentence(line, folded)
                 if sentence is not None:
                     fields, language = sentence
                     languages.append(language)

@@ -238,3 +238,28 @@ def test_parse_never_raises_on_mixed_labels_and_noise(text):
 @given(st.text())
 def test_parse_never_raises_on_arbitrary_text(text):
     assert isinstance(parse_story(text), UserStory)
+
+
+_PIECES = st.sampled_from([
+    "As a", "En tant que", "Je veux", "KPI", "kpis", "Hypoth\u00e8se", "Crit\u00e8res d'acceptation", "so that",
+    "- ", "* ", "1. ", "**", "_", ":", " ", "\u00a0", "\u202f", "\u3000", "\t", "\n", "\n\n", "\r\n", "x", "\u00c9n",
+    "tant que", "prose line", "\u2022 ",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_one_scan_of_the_folded_text_finds_exactly_the_lines_a_label_may_open(text: str) -> None:
+    # parse_story scans the whole folded text once for label lines, then looks closely at those lines only:
+    # that scan must pick out the same lines as matching each folded line on its own.
+    from mappings.story import _LABEL_LINE, _LABEL_LINES, _fold_line
+
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    folded = _fold_line(text)
+    assert len(folded) == len(text)
+    starts, offset = [], 0
+    for line in text.split("\n"):
+        if _LABEL_LINE.match(_fold_line(line)):
+            starts.append(offset)
+        offset += len(line) + 1
+    assert [match.start() for match in _LABEL_LINES.finditer(folded)] == starts

@@ -93,9 +93,6 @@ _ALTERNATION = "|".join(re.escape(label.text) for label in sorted(_LABELS, key=l
 _BULLET = r"(?:[-*\u2022+\u25aa\u25e6>]|\d{1,3}[.)])\s+"
 _MARKUP = r"(?:\*\*|__|\*|_)"
 _LABEL_LINE = re.compile(rf"^\s*(?:{_BULLET})?(?P<open>{_MARKUP})?\s*(?P<label>{_ALTERNATION})")
-# The same pattern over a whole folded text, line by line (a space here never crosses a line end): one scan
-# finds the lines that may open with a label, and only those are looked at closely.
-_LABEL_LINES = re.compile(_LABEL_LINE.pattern.replace(r"\s", r"[^\S\n]"), re.MULTILINE)
 # ":" or a spaced dash ("Target segment – returning visitors") separates a label from its value.
 _AFTER_LABEL = re.compile(
     rf"\s*(?P<close>{_MARKUP})?\s*(?P<colon>:|[-\u2013\u2014](?=\s))?\s*(?P<close2>{_MARKUP})?\s*"
@@ -231,13 +228,10 @@ def parse_story(text: str | None) -> UserStory:
         pending_lines.clear()
 
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    # Folding keeps one character for one, so the folded text's lines and offsets are the text's.
+    # Folding keeps one character for one, so the folded text's lines are the text's lines, folded.
     folded_text = _fold_line(text)
-    label_starts = {match.start() for match in _LABEL_LINES.finditer(folded_text)}
-    start = 0
     for line, folded in zip(text.split("\n"), folded_text.split("\n"), strict=True):
-        hit = _match_label(line, folded) if start in label_starts else None
-        start += len(line) + 1
+        hit = _match_label(line, folded)
         blank = not line.strip()
         if in_criteria:
             if hit is not None and (hit.colon or hit.markup):

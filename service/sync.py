@@ -241,13 +241,14 @@ class SyncService:
         assert run_id is not None
         token = correlation_id.set(f"sync-{name}-{run_id}-{uuid.uuid4().hex[:6]}")
         started = time.monotonic()
+        run_started = utcnow()
         counts = {"pages": 0, "items_seen": 0, "items_changed": 0, "items_removed": 0,
                   "items_with_problems": 0, "writes_planned": 0}
         try:
             self._pull(name, source, cursor=None if mode == "full" else cursor, full=mode == "full",
                        run_id=run_id, counts=counts, progress=progress)
             if mode in ("full", "reconcile"):
-                counts["items_removed"] += self._reconcile(name)
+                counts["items_removed"] += self._reconcile(name, run_started)
             rescore_source(self.engine, source)
             counts["writes_planned"] = plan_writes(self.engine, source)
         except Exception as exc:  # every failure ends the run with a clear reason
@@ -307,11 +308,15 @@ class SyncService:
             if progress is not None:
                 progress(counts["items_seen"])
 
-    def _reconcile(self, name: str) -> int:
-        """Removes stored items the tool no longer has in scope (deleted, archived, moved out)."""
+    def _reconcile(self, name: str, run_started: datetime) -> int:
+        """Removes stored items the tool no longer has in scope (deleted, archived, moved out).
+
+        Only items last stored before this run began can go: one a webhook stored meanwhile (created while a
+        full read was under way, so missing from the ids that read saw) stays, and the next reconcile judges it."""
         present = set(self.connector(name).list_ids())  # read completely before deleting anything
         with session_scope(self.engine) as db:
-            stored = set(db.execute(select(ItemRow.external_id).where(ItemRow.source == name)).scalars())
+            stored = set(db.execute(select(ItemRow.external_id).where(
+                ItemRow.source == name, ItemRow.synced_at < run_started)).scalars())
             gone = sorted(stored - present)
             removed = remove_items(db, name, gone)
             db.execute(update(SourceRow).where(SourceRow.name == name)

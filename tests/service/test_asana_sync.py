@@ -182,3 +182,29 @@ def test_a_full_sync_reconciles_with_the_tasks_it_read_instead_of_listing_them_a
         assert stored_ids(engine) == set(workspace.tasks)
     finally:
         sync.close()
+
+
+def test_a_task_stored_by_a_webhook_during_a_full_sync_is_not_removed_by_its_reconcile(asana, engine) -> None:
+    from mappings.model import BacklogItem
+    from service.sync import upsert_items
+
+    workspace, _, url = asana
+    config = AppConfig.model_validate({"sources": [source(url)]})
+    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
+    late = "1203000000099999"  # created in Asana after the read passed it: the read's gids do not have it
+
+    def webhook_meanwhile(_seen: int) -> None:
+        with session_scope(engine) as db:  # what the inbox stores for the task's "added" event
+            upsert_items(db, "mkt", [BacklogItem(source="mkt", external_id=late, title="Created mid-read")])
+
+    try:
+        full = sync.run("mkt", mode="full", trigger="cli", progress=webhook_meanwhile)
+        assert full.status == "succeeded", full.error
+        assert late in stored_ids(engine)
+        # A reconcile that lists the projects (the task is not in the emulated Asana) removes it.
+        reconcile = sync.run("mkt", mode="reconcile", trigger="cli")
+        assert reconcile.status == "succeeded", reconcile.error
+        assert reconcile.items_removed == 1
+        assert stored_ids(engine) == set(workspace.tasks)
+    finally:
+        sync.close()

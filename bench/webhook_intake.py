@@ -24,6 +24,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _shared import percentile  # noqa: E402  (bench/_shared.py, beside this script)
+
 from connectors.jira_webhooks import sign  # noqa: E402
 from sandbox.common import ThreadedServer  # noqa: E402
 from sandbox.jira import JiraSite, create_app  # noqa: E402
@@ -124,11 +126,6 @@ def latency(url: str, site: JiraSite, samples: int) -> list[float]:
                 time.sleep(0.002)
             results.append(time.perf_counter() - started)
     return results
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def run(kind: str, args: argparse.Namespace) -> dict[str, object] | None:

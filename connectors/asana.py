@@ -10,9 +10,9 @@ shared per token too, follows the plan
 (150 free, 1,500 paid).
 
 Reading. A project's tasks come from GET /projects/{gid}/tasks with the opt_fields the mapping needs,
-100 a page. The SDK's PageIterator follows `next_page.offset` itself; each page is handed on as soon as it
-arrives (one page in memory), and its offset goes through a Paginator so a server repeating an offset stops
-the sync instead of looping.
+100 a page, through the SDK's list methods with full_payload=True: the connector follows `next_page.offset`
+itself (`_paged`), through a Paginator, so a server repeating an offset stops the sync instead of looping (the
+SDK's PageIterator would follow it forever); each page is handed on as soon as it arrives (one page in memory).
 
 Incremental sync. The cursor is a small JSON document: per project, the events sync token and when it was
 taken. A project without a token is read in full; the token is taken *before* that read (GET /events without
@@ -137,13 +137,16 @@ class PolicyRESTClient(rest.RESTClientObject):
         # The SDK passes no timeout unless asked; no call is ever made without one.
         timeout = _request_timeout or self.timeout
         where = f"{method} {url}"
+        # A slot is held only while a request is on the wire, not while it waits for the limiter or a retry.
+        slots = self.writes if method in WRITE_METHODS else self.reads
 
         def send() -> Answer:
             self.calls += 1
             try:
-                response = super(PolicyRESTClient, self).request(
-                    method, url, query_params=query_params, headers=dict(headers or {}), body=body,
-                    post_params=post_params, _preload_content=_preload_content, _request_timeout=timeout)
+                with slots:
+                    response = super(PolicyRESTClient, self).request(
+                        method, url, query_params=query_params, headers=dict(headers or {}), body=body,
+                        post_params=post_params, _preload_content=_preload_content, _request_timeout=timeout)
             except rest.ApiException as exc:
                 if not exc.status:  # the SDK's own refusal (TLS failure, unbuildable request): not an answer
                     raise FatalError(f"asana: {where}: {exc.reason}", vendor=VENDOR) from exc
@@ -153,10 +156,8 @@ class PolicyRESTClient(rest.RESTClientObject):
         def count_retry(_attempt: int, _wait: float, _exc: ConnectorError) -> None:
             self.retries += 1
 
-        slots = self.writes if method in WRITE_METHODS else self.reads
-        with slots:
-            return call_with_policy(send, vendor=VENDOR, where=where, policy=self.policy, limiter=self.limiter,
-                                    connection_errors=(urllib3.exceptions.HTTPError,), on_retry=count_retry)
+        return call_with_policy(send, vendor=VENDOR, where=where, policy=self.policy, limiter=self.limiter,
+                                connection_errors=(urllib3.exceptions.HTTPError,), on_retry=count_retry)
 
 
 def _now() -> datetime:
@@ -545,9 +546,9 @@ class AsanaConnector:
                             and isinstance(story.get("text"), str)):
                         latest.append(story["text"])
         except SkippableError as exc:
-            if exc.status in (403, 404):
+            if exc.status == 404:
                 return []  # the task is gone: it has no comments to compare with
-            raise
+            raise  # (a 401/403 is an AuthError, raised as on any other call)
         return list(reversed(latest))[:max(0, limit)]
 
     # -- webhooks --------------------------------------------------------------------------------

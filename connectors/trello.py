@@ -72,7 +72,6 @@ FETCH_ONE_BY_ONE = 50  # more changed cards than this: page the board instead of
 CARD_FIELDS = "id,name,desc,idBoard,idList,idLabels,idMembers,labels,due,dateLastActivity,pos,closed,shortLink,url"
 ACTION_FILTER = ",".join(sorted(CARD_ACTIONS))
 NO_ACTION = "0" * 24
-LISTED_FRESH_SECONDS = 60.0
 BATCH = 10  # GET /1/batch takes at most 10 routes
 _CARD_REF = re.compile(r"[0-9a-fA-F]{24}|[A-Za-z0-9]{8}")  # an id or a short link; nothing else reaches a URL
 
@@ -146,7 +145,7 @@ class TrelloConnector:
         # py-trello's key/token mode: without token/token_secret it sends key= and token= (from api_secret).
         self._client = TrelloClient(api_key=api_key, api_secret=token, http_service=self._session)
         self._boards: dict[str, dict[str, Any]] | None = None  # board id -> what describe() read
-        self._listed = FullReadListing(LISTED_FRESH_SECONDS)  # the ids a full read just saw, for its reconcile
+        self._listed = FullReadListing()  # the ids a full read just saw, for its reconcile
         self.calls = 0
 
     # -- metadata ----------------------------------------------------------------------------------

@@ -161,20 +161,19 @@ class _CustomFields:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 self._by_name.setdefault(fold(entry["name"]), entry)
 
-    def _entry(self, logical: str) -> dict[str, Any] | None:
-        for name in self._names.get(logical, ()):
-            entry = self._by_name.get(name)
-            if entry is not None and not _is_empty(_raw_value(entry)):
-                return entry
-        return None
 
     def has(self, logical: str) -> bool:
         return any(name in self._by_name for name in self._names.get(logical, ()))
 
     def value(self, logical: str) -> Any:
         """The first non-empty value among the fields configured for a logical field (number, option, text)."""
-        entry = self._entry(logical)
-        return None if entry is None else _raw_value(entry)
+        for name in self._names.get(logical, ()):
+            entry = self._by_name.get(name)
+            if entry is not None:
+                value = _raw_value(entry)
+                if not _is_empty(value):
+                    return value
+        return None
 
     def text(self, logical: str) -> str | None:
         return _text(self.value(logical))

@@ -123,10 +123,6 @@ class BacklogItem(BaseModel):
         if problem not in self.problems:
             self.problems.append(problem)
 
-    def content_hash(self) -> str:
-        """Hashes what the user controls, so an unchanged item can be skipped cheaply."""
-        return hash_payload(self.hashed_values())
-
     def hashed_values(self) -> dict[str, Any]:
         """The item as JSON values, less what the hash leaves out (the service stores these same values)."""
         return self.model_dump(mode="json", exclude=_NOT_HASHED)

@@ -125,10 +125,8 @@ class _LabelHit:
     markup: bool
 
 
-def _match_label(line: str, folded: str | None = None) -> _LabelHit | None:
-    """The label a line opens with; `folded` is the line already folded (_fold_line), when the caller has it."""
-    if folded is None:
-        folded = _fold_line(line)
+def _match_label(line: str, folded: str) -> _LabelHit | None:
+    """The label a line opens with; `folded` is the line folded (_fold_line)."""
     match = _LABEL_LINE.match(folded)
     if match is None:
         return None

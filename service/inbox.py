@@ -223,35 +223,29 @@ class InboxWorker:
             .exists()
         )
         patience = max(self.debounce * 20, timedelta(seconds=1))
+        unclaimed = InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now)
+        expired = (InboxRow.status == "processing") & (InboxRow.claimed_until < now)
+        quiet = (InboxRow.received_at <= now - self.debounce) & (
+            InboxRow.item_id.is_(None) | ~still_bursting | (InboxRow.received_at <= now - patience))
         with session_scope(self.engine) as db:
             query = (
-                select(InboxRow)
-                .where(
-                    or_(
-                        (InboxRow.status == "pending")
-                        & (InboxRow.received_at <= now - self.debounce)
-                        & (InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now))
-                        & (InboxRow.item_id.is_(None) | ~still_bursting | (InboxRow.received_at <= now - patience)),
-                        (InboxRow.status == "processing") & (InboxRow.claimed_until < now),
-                    )
-                )
+                select(InboxRow.id)
+                .where(or_((InboxRow.status == "pending") & unclaimed & quiet, expired))
                 .order_by(InboxRow.id)
                 .limit(limit)
             )
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=InboxRow)
-            ids = [row.id for row in db.execute(query).scalars()]
+            ids = list(db.execute(query).scalars())
             if not ids:
                 return []
             # A compare-and-set: of two workers that read the same rows (SQLite reads outside the write lock),
-            # only the first to write takes them.
+            # only the first to write takes them. The burst terms need not be checked again: only a claim
+            # changes whether a row is claimable.
             token = claim_token()
             db.execute(
                 update(InboxRow)
-                .where(InboxRow.id.in_(ids),
-                       or_((InboxRow.status == "pending")
-                           & (InboxRow.claimed_until.is_(None) | (InboxRow.claimed_until < now)),
-                           (InboxRow.status == "processing") & (InboxRow.claimed_until < now)))
+                .where(InboxRow.id.in_(ids), or_((InboxRow.status == "pending") & unclaimed, expired))
                 .values(status="processing", claimed_by=token,
                         claimed_until=now + timedelta(seconds=self.sync.config.claim_seconds),
                         attempts=InboxRow.attempts + 1)

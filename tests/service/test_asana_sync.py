@@ -180,6 +180,7 @@ def test_a_full_sync_reconciles_with_the_tasks_it_read_instead_of_listing_them_a
         assert reconcile.status == "succeeded", reconcile.error
         assert reconcile.items_removed == 1
         assert stored_ids(engine) == set(workspace.tasks)
+        assert state.hits("GET", listing) - before == 2  # the gid listing of each project
     finally:
         sync.close()
 

@@ -24,24 +24,27 @@ ROWS = 40
 
 @pytest.fixture
 def both_read_first(engine: Engine) -> Iterator[Callable[[str], None]]:
-    """Holds each thread after its first read of `table` until the other thread has read too, so both claims
-    see the same due rows before either writes. Returns a function that arms it for a table name."""
+    """Holds each claimer thread (see race()) after its first read of `table` until the other has read too, so
+    both claims see the same due rows before either writes. Returns a function that arms it for a table name."""
     barrier = threading.Barrier(2, timeout=10)
     seen = threading.local()
     armed: list[str] = []
+    passed: list[int] = []
 
     def after_execute(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001, ARG001
-        if armed and statement.lstrip().upper().startswith("SELECT") and f"FROM {armed[0]}" in statement \
+        if armed and threading.current_thread().name.startswith("claimer") \
+                and statement.lstrip().upper().startswith("SELECT") and f"FROM {armed[0]}" in statement \
                 and not getattr(seen, "done", False):
             seen.done = True
-            try:
-                barrier.wait()
-            except threading.BrokenBarrierError:
-                pass  # the other claimer skipped its read (PostgreSQL SKIP LOCKED returns at once)
+            # Each claim reads once (on PostgreSQL SKIP LOCKED answers at once with what is left), so both
+            # threads reach here; a barrier that breaks fails the claim, and the test with it.
+            barrier.wait()
+            passed.append(threading.get_ident())
 
     event.listen(engine, "after_cursor_execute", after_execute)
     yield armed.append
     event.remove(engine, "after_cursor_execute", after_execute)
+    assert len(passed) == 2, "the two claims were not held until both had read"
 
 
 def race(first: Callable[[], list], second: Callable[[], list]) -> tuple[list, list]:
@@ -54,7 +57,8 @@ def race(first: Callable[[], list], second: Callable[[], list]) -> tuple[list, l
         except BaseException as exc:  # noqa: BLE001 - reported by the test below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(0, first)), threading.Thread(target=run, args=(1, second))]
+    threads = [threading.Thread(target=run, args=(index, claim_rows), name=f"claimer-{index}")
+               for index, claim_rows in enumerate((first, second))]
     for thread in threads:
         thread.start()
     for thread in threads:

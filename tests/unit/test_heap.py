@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
 from service.heap import SYNC_THRESHOLDS, long_lived_heap_frozen
 
 
@@ -32,13 +34,12 @@ def test_collection_thresholds_are_raised_while_held_and_put_back_after() -> Non
 
 
 def test_heap_is_handed_back_when_the_run_fails() -> None:
-    try:
-        with long_lived_heap_frozen():
-            raise RuntimeError("the sync failed")
-    except RuntimeError:
-        pass
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), long_lived_heap_frozen():
+        raise RuntimeError("the sync failed")
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() != SYNC_THRESHOLDS
+    assert gc.get_threshold() == before
 
 
 def test_garbage_cycles_of_the_frozen_heap_are_collected_after_the_run() -> None:

@@ -252,3 +252,17 @@ def test_rank_accepts_precomputed_pairs():
     pairs = [(item, score_item(item, Method.VALUE_EFFORT)) for item in (first, second)]
     random.Random(1).shuffle(pairs)
     assert [(entry.external_id, entry.rank) for entry in rank(pairs)] == [("y", 1), ("x", 2)]
+
+
+def test_the_rescoring_jobs_slotted_inputs_hold_every_scoring_input() -> None:
+    # service.scoring_job reads stored inputs into a slotted copy of ScoringInputs (for speed): an input added
+    # to the model but not to the copy would never reach the scoring engine.
+    from dataclasses import fields
+
+    from service.scoring_job import _Inputs
+
+    assert [f.name for f in fields(_Inputs)] == list(ScoringInputs.model_fields)
+    stored = ScoringInputs(reach=1, impact=2, confidence=3, effort=4, value=5, time_criticality=6,
+                           risk_reduction=7, ease=8, reach_derived=True).model_dump()
+    read = _Inputs.stored(stored)
+    assert {name: getattr(read, name) for name in ScoringInputs.model_fields} == stored

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mappings.common import map_inputs, map_remote_values
+from mappings.common import map_inputs, map_remote_values, map_story
 from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
 from mappings.numbers import read_date, read_datetime
 from mappings.profile import Profile, fold
-from mappings.story import STORY_FIELDS, parse_story
 
 
 class MappingError(ValueError):
@@ -50,7 +49,7 @@ def to_item(raw: dict[str, Any], *, source: str, profile: Profile, context: dict
     _map_type(item, fields, profile)
     _map_status(item, raw, profile, context)
     _map_people_and_dates(item, raw)
-    _map_story(item, fields)
+    map_story(item, fields.text)
     _map_inputs(item, fields)
     _map_remote_values(item, fields, context, profile)
     return item
@@ -111,12 +110,6 @@ def _map_people_and_dates(item: BacklogItem, raw: dict[str, Any]) -> None:
         if reason is not None:
             item.add_problem(field_name, reason, raw.get(field_name))
         setattr(item, attr, value)
-
-
-def _map_story(item: BacklogItem, fields: _CustomFields) -> None:
-    parsed = parse_story(item.description)
-    from_fields = {name: fields.text(name) for name in STORY_FIELDS}
-    item.story = parsed.model_copy(update={k: v for k, v in from_fields.items() if v is not None})
 
 
 def _map_inputs(item: BacklogItem, fields: _CustomFields) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from mappings.model import OWNED_FIELDS, BacklogItem
 from mappings.numbers import read_impact, read_number, read_percent
+from mappings.story import STORY_FIELDS, parse_story
 
 INPUT_READERS = {
     "reach": read_number,
@@ -19,6 +20,14 @@ INPUT_READERS = {
     "risk_reduction": read_number,
     "ease": read_number,
 }
+
+
+def map_story(item: BacklogItem, text: Callable[[str], str | None]) -> None:
+    """The user story: parsed from the description, each field a tool holds (`text(field)`, None when it holds
+    none) taking the place of what the description says."""
+    parsed = parse_story(item.description)
+    from_fields = {field: text(field) for field in STORY_FIELDS}
+    item.story = parsed.model_copy(update={k: v for k, v in from_fields.items() if v is not None})
 
 
 def map_inputs(item: BacklogItem, value: Callable[[str], Any]) -> None:

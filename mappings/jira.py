@@ -6,11 +6,10 @@ import re
 from typing import Any
 
 from mappings.adf import adf_to_text, text_to_adf
-from mappings.common import map_inputs, map_remote_values
+from mappings.common import map_inputs, map_remote_values, map_story
 from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
 from mappings.numbers import read_date, read_datetime
 from mappings.profile import Profile, fold
-from mappings.story import STORY_FIELDS, parse_story
 
 _SPRINT_SCHEMA = "com.pyxis.greenhopper.jira:gh-sprint"
 # Jira Server and old Cloud sites serialise a sprint as a string:
@@ -68,7 +67,7 @@ def to_item(raw: dict[str, Any], *, source: str, profile: Profile, context: dict
 
     _map_type_and_status(item, fields, profile)
     _map_people_and_dates(item, fields, resolver)
-    _map_story(item, resolver)
+    map_story(item, resolver.text)
     _map_inputs(item, resolver)
     _map_remote_values(item, resolver)
 
@@ -120,13 +119,6 @@ def _map_people_and_dates(item: BacklogItem, fields: dict[str, Any], resolver: _
     item.sprint = _sprint_name(sprint_value)
 
 
-def _map_story(item: BacklogItem, resolver: _FieldResolver) -> None:
-    from_fields = {field: resolver.text(field) for field in STORY_FIELDS}
-    parsed = parse_story(item.description)
-    story = parsed.model_copy(
-        update={field: value for field, value in from_fields.items() if value is not None}
-    )
-    item.story = story
 
 
 def _map_inputs(item: BacklogItem, resolver: _FieldResolver) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mappings.common import map_inputs, map_remote_values
+from mappings.common import map_inputs, map_remote_values, map_story
 from mappings.model import OWNED_FIELDS, BacklogItem, ItemType, Status
 from mappings.numbers import read_date, read_datetime
 from mappings.profile import Profile, fold
-from mappings.story import STORY_FIELDS, parse_story
 
 POS_STEP = 16384  # Trello's own spacing between card positions; rank n sits at n * POS_STEP
 
@@ -59,7 +58,7 @@ def to_item(raw: dict[str, Any], *, source: str, profile: Profile, context: dict
     _map_status(item, raw, board, profile)
     _map_people_and_dates(item, raw, board, card_id)
     values = _custom_values(item, raw, board, profile)
-    _map_story(item, values)
+    map_story(item, lambda field: _text(values[field][1]) if field in values else None)
     _map_inputs(item, values)
     _map_remote_values(item, values, board, profile)
     return item
@@ -201,12 +200,6 @@ def _unwrap(entry: dict[str, Any], meta: dict[str, Any]) -> Any:
         if key in value:
             return value[key]
     return next(iter(value.values()))
-
-
-def _map_story(item: BacklogItem, values: dict[str, tuple[str, Any]]) -> None:
-    parsed = parse_story(item.description)
-    from_fields = {field: _text(values[field][1]) for field in STORY_FIELDS if field in values}
-    item.story = parsed.model_copy(update={k: v for k, v in from_fields.items() if v is not None})
 
 
 def _map_inputs(item: BacklogItem, values: dict[str, tuple[str, Any]]) -> None:

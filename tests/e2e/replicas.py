@@ -141,6 +141,16 @@ def deliver(url: str, body: bytes, delivery_id: str) -> int:
         return 0
 
 
+def wait_for(condition: Any, timeout: float = 15.0) -> bool:
+    """Polls `condition` until it holds (True) or `timeout` seconds pass (False), for callers that say why."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def wait_until(condition: Any, timeout: float, message: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -32,6 +32,7 @@ from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.tables import InboxRow, ItemRow, WebhookSecretRow
 from service.webhooks import asana_secret_key, open_handshake
+from tests.e2e.replicas import wait_for
 from tests.sandbox.test_asana_sandbox_spec import response_schema
 
 TASK = "1203000000000002"  # "A/B test the pricing page headline", in the English project
@@ -43,15 +44,6 @@ class Running:
     engine: Engine
     hook_base: str
     config_path: Path
-
-
-def wait_for(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from service.db import make_engine, session_scope
 from service.demo import run_demo
 from service.outbox import OutboxWorker
 from service.tables import ItemRow, OutboxRow
+from tests.e2e.replicas import wait_for
 
 SCORE = "customfield_10070"
 RANK = "customfield_10071"
@@ -94,15 +95,6 @@ def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine) -> Iterator
     yield site, engine, hook_url
     daemon.stop()
     jira.stop()
-
-
-def wait_for(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_an_edit_in_jira_comes_back_as_a_new_score_once(running) -> None:

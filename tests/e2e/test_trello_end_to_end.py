@@ -21,6 +21,7 @@ from service.config import AppConfig, Settings
 from service.db import session_scope
 from service.outbox import OutboxWorker
 from service.tables import InboxRow, ItemRow
+from tests.e2e.replicas import wait_for
 
 
 @pytest.fixture
@@ -53,15 +54,6 @@ def running(monkeypatch: pytest.MonkeyPatch, engine) -> Iterator[dict[str, Any]]
     yield {"site": site, "engine": engine, "hook_url": hook_url}
     daemon.stop()
     trello.stop()
-
-
-def wait_for(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def inbox_rows(engine) -> int:

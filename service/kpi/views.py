@@ -41,12 +41,18 @@ def _problems(db: Session) -> dict[str, str]:
     return {row.objective_key: row.problem for row in db.execute(select(KpiObjectiveProblemRow)).scalars()}
 
 
-def _sent_at(db: Session, source: str, external_id: str, planned_at: datetime) -> datetime | None:
-    """When the KPI write (comment or field) planned with the item's last result was sent; None until it is."""
-    return db.execute(select(func.max(OutboxRow.sent_at)).where(
-        OutboxRow.source == source, OutboxRow.external_id == external_id,
-        OutboxRow.field.in_(("comment", "kpi_result")), OutboxRow.status == "sent",
-        OutboxRow.created_at >= planned_at)).scalar_one_or_none()
+def _sent_at(db: Session, planned: set[datetime]) -> dict[tuple[str, str, datetime], datetime]:
+    """When the KPI writes (comment or field) queued in the runs that planned these results reached the tool:
+    (source, item, planned at) -> the last sent_at, one query for all items. The KPI job queues an item's
+    writes with the same timestamp as its results, so a write planned in a later run does not count."""
+    if not planned:
+        return {}
+    rows = db.execute(
+        select(OutboxRow.source, OutboxRow.external_id, OutboxRow.created_at, func.max(OutboxRow.sent_at))
+        .where(OutboxRow.field.in_(("comment", "kpi_result")), OutboxRow.status == "sent",
+               OutboxRow.created_at.in_(sorted(planned)))
+        .group_by(OutboxRow.source, OutboxRow.external_id, OutboxRow.created_at))
+    return {(source, external_id, created): sent for source, external_id, created, sent in rows}
 
 
 def objective_summaries(db: Session, config: AppConfig) -> list[dict[str, Any]]:
@@ -74,6 +80,7 @@ def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: 
     names = {objective.key: objective_names(objective.key, objective.name, objective.aliases)}
     results = {(row.source, row.external_id): row for row in db.execute(
         select(KpiItemResultRow).where(KpiItemResultRow.objective_key == key)).scalars()}
+    sent = _sent_at(db, {row.planned_at for row in results.values()})
     linked = []
     for row in db.execute(select(ItemRow.source, ItemRow.external_id, ItemRow.key, ItemRow.title, ItemRow.url,
                                  ItemRow.status, ItemRow.story, ItemRow.labels)
@@ -89,7 +96,7 @@ def objective_detail(db: Session, config: AppConfig, key: str, *, series_limit: 
             "written_text": result.text if result is not None else None,
             # When the result was planned (queued in the outbox), and when a write of it reached the tool.
             "planned_at": result.planned_at if result is not None else None,
-            "sent_at": _sent_at(db, row.source, row.external_id, result.planned_at) if result is not None else None,
+            "sent_at": sent.get((row.source, row.external_id, result.planned_at)) if result is not None else None,
         })
     data["linked_items"] = linked
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -156,20 +157,16 @@ def webhook_register(
             raise typer.Exit(2)
         # Asana's handshake reaches the daemon during the call: the daemon accepts it only while this runs.
         engine = _engine(_settings()) if found.kind == "asana" else None
-        if engine is not None:
-            from service.webhooks import open_handshake
-
-            open_handshake(engine, found.name)
         try:
-            ids = connector.register_webhook(url)
+            from service.webhooks import handshake_window
+
+            with handshake_window(engine, found.name) if engine is not None else nullcontext():
+                ids = connector.register_webhook(url)
         except ConnectorError as exc:
             err.print(f"[red]{found.kind} refused the webhook for {found.name}: {exc}[/red]", highlight=False)
             raise typer.Exit(1) from None
         finally:
             if engine is not None:
-                from service.webhooks import close_handshake
-
-                close_handshake(engine, found.name)
                 engine.dispose()
     finally:
         connector.close()

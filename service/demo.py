@@ -222,7 +222,7 @@ def _serve(*, tools: Tools, config: Any, settings: Any, engine: Any, port: int, 
     from sandbox.common import ThreadedServer
     from service.api import create_app
     from service.logs import setup_logging
-    from service.webhooks import close_handshake, open_handshake
+    from service.webhooks import handshake_window
 
     daemon_url = f"http://127.0.0.1:{port}"
     setup_logging("INFO", "text")
@@ -233,11 +233,8 @@ def _serve(*, tools: Tools, config: Any, settings: Any, engine: Any, port: int, 
         sync = web.state.sync
         # Trello checks the callback with HEAD and Asana completes a handshake with it: the daemon is up first.
         sync.connector(TRELLO_SOURCE).register_webhook(f"{daemon_url}/webhooks/trello/{TRELLO_SOURCE}")
-        open_handshake(engine, ASANA_SOURCE)
-        try:
+        with handshake_window(engine, ASANA_SOURCE):
             sync.connector(ASANA_SOURCE).register_webhook(f"{daemon_url}/webhooks/asana/{ASANA_SOURCE}")
-        finally:
-            close_handshake(engine, ASANA_SOURCE)
         trello_card = next(card.id for card in tools.trello_site.cards.values() if "TikTok" in card.name)
         asana_task = next(task.gid for task in tools.asana_space.tasks.values() if task.name.startswith("A/B test"))
         console.print(

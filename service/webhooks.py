@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -102,11 +104,12 @@ def _handshake_key(source_name: str) -> str:
 
 def open_handshake(engine: Any, source_name: str) -> None:
     """Lets the daemon accept Asana handshakes for a source for a few minutes (`webhooks register` calls it)."""
-    _save_secret(engine, _handshake_key(source_name), "registration in progress")
     with session_scope(engine) as db:
         row = db.get(WebhookSecretRow, _handshake_key(source_name))
-        if row is not None:
-            row.created_at = utcnow()
+        if row is None:
+            db.add(WebhookSecretRow(source=_handshake_key(source_name), secret="registration in progress"))
+        else:
+            row.created_at = utcnow()  # the window starts again
 
 
 def close_handshake(engine: Any, source_name: str) -> None:
@@ -114,6 +117,16 @@ def close_handshake(engine: Any, source_name: str) -> None:
         row = db.get(WebhookSecretRow, _handshake_key(source_name))
         if row is not None:
             db.delete(row)
+
+
+@contextmanager
+def handshake_window(engine: Any, source_name: str) -> Iterator[None]:
+    """Accepts Asana handshakes for a source while the block runs (a webhook registration)."""
+    open_handshake(engine, source_name)
+    try:
+        yield
+    finally:
+        close_handshake(engine, source_name)
 
 
 def handshake_open(engine: Any, source_name: str) -> bool:

@@ -48,7 +48,8 @@ def read_number(raw: Any) -> Reading:
 
     Separators: with both "," and "." present, the last one is the decimal mark ("1,200.5", "1.200,5");
     with only commas, one comma is a decimal mark ("42,5") and several are thousands ("1,200,000").
-    Booleans, NaN and infinities are refused: a checkbox or a division by zero is not a score input.
+    Booleans, NaN and infinities are refused: a checkbox or a division by zero is not a score input here
+    (Trello's mapping turns its checkbox fields into 1 or 0 before they reach this reader, as its README says).
     """
     if _is_missing(raw):
         return None, None

@@ -691,7 +691,8 @@ def attainment_of(result: KpiResult) -> float | None:
 
 def materially_changed(previous: KpiItemResultRow, result: KpiResult, threshold: float) -> bool:
     """A new write is due when a status or the milestone changed, or the milestone's attainment (actual over
-    expected to date) moved by more than `threshold` of itself (0.05 = 5 %)."""
+    expected to date; expected over actual for a target that lowers the metric) moved by more than `threshold`
+    of itself (0.05 = 5 %)."""
     if (previous.milestone, previous.status, previous.milestone_status) != (
             result.milestone, result.status, result.milestone_status):
         return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mappings.model import OWNED_FIELDS, BacklogItem
+from mappings.model import OWNED_FIELDS, BacklogItem, ScoringInputs
 from mappings.numbers import read_impact, read_number, read_percent
 from mappings.story import STORY_FIELDS, parse_story
 
@@ -32,6 +32,7 @@ def map_story(item: BacklogItem, text: Callable[[str], str | None]) -> None:
 
 def map_inputs(item: BacklogItem, value: Callable[[str], Any]) -> None:
     """Reads each scoring input through `value(logical)` (the tool's raw value, unwrapped to a scalar)."""
+    numbers: dict[str, float | None] = {}
     for logical, reader in INPUT_READERS.items():
         raw_value = value(logical)
         number, reason = reader(raw_value)
@@ -41,7 +42,8 @@ def map_inputs(item: BacklogItem, value: Callable[[str], Any]) -> None:
             number, reason = (plain, None) if plain_reason is None else (None, reason)
         if reason is not None:
             item.add_problem(logical, reason, raw_value)
-        setattr(item.inputs, logical, number)
+        numbers[logical] = number
+    item.inputs = ScoringInputs(**numbers)  # one validated model, not eight attribute sets on the default one
 
 
 def map_remote_values(item: BacklogItem, value: Callable[[str], Any], *, configured: Callable[[str], bool],

@@ -65,6 +65,8 @@ def read_number(raw: Any) -> Reading:
         return raw, None
     if not isinstance(raw, str):
         return None, f"expected a number, got {type(raw).__name__}"
+    if len(raw) <= 15 and raw.isascii() and raw.isdigit():
+        return float(raw), None  # "42", as Trello holds every number: nothing to clean, and exact and finite
     text = _NUMBER_SPACES.sub("", raw)
     if text.endswith("%"):
         text = text[:-1]

@@ -92,10 +92,12 @@ _BY_TEXT = {label.text: label for label in _LABELS}
 _ALTERNATION = "|".join(re.escape(label.text) for label in sorted(_LABELS, key=lambda lb: -len(lb.text)))
 _BULLET = r"(?:[-*\u2022+\u25aa\u25e6>]|\d{1,3}[.)])\s+"
 _MARKUP = r"(?:\*\*|__|\*|_)"
-_LABEL_LINE = re.compile(rf"^\s*(?:{_BULLET})?(?P<open>{_MARKUP})?\s*(?P<label>{_ALTERNATION})")
-# ":" or a spaced dash ("Target segment – returning visitors") separates a label from its value.
-_AFTER_LABEL = re.compile(
-    rf"\s*(?P<close>{_MARKUP})?\s*(?P<colon>:|[-\u2013\u2014](?=\s))?\s*(?P<close2>{_MARKUP})?\s*"
+# One match reads a label line: the atomic group takes the first (longest) label as a plain search would and
+# never gives it back for a shorter one; then the label must end a word (an apostrophe ends one itself: "afin d'").
+# After it, ":" or a spaced dash ("Target segment – returning visitors") separates the label from its value.
+_LABEL_LINE = re.compile(
+    rf"^(?>\s*(?:{_BULLET})?(?P<open>{_MARKUP})?\s*(?P<label>{_ALTERNATION}))(?:(?<=')|(?![^\W_]|'))"
+    rf"(?:\s*(?:{_MARKUP})?\s*(?P<colon>:|[-\u2013\u2014](?=\s))?)\s*(?:{_MARKUP})?\s*"
 )
 _BULLET_LINE = re.compile(rf"^\s*{_BULLET}")
 
@@ -117,7 +119,7 @@ _TAIL_MARKERS = (
 STORY_FIELDS = ("role", "want", "so_that", "channel", "segment", "kpi", "hypothesis")
 
 
-@dataclass
+@dataclass(slots=True)
 class _LabelHit:
     label: _Label
     value: str  # the rest of the line, from the original text
@@ -129,22 +131,19 @@ def _match_label(line: str, folded: str) -> _LabelHit | None:
     """The label a line opens with; `folded` is the line folded (_fold_line)."""
     match = _LABEL_LINE.match(folded)
     if match is None:
-        return None
-    label = _BY_TEXT[match.group("label")]
-    end = match.end()
-    if not label.text.endswith("'") and end < len(folded) and (folded[end].isalnum() or folded[end] == "'"):
-        return None  # "as apart", "kpis": the label is only the start of a longer word
-    after = _AFTER_LABEL.match(folded, end)
-    markup = match.group("open") is not None
-    colon = after is not None and after.group("colon") is not None
-    if after is not None and markup:
-        end = after.end()
-    elif after is not None and colon:
+        return None  # no label, or one that is only the start of a longer word ("as apart", "kpis")
+    open_markup, label_text, colon = match.group("open", "label", "colon")
+    label = _BY_TEXT[label_text]
+    if open_markup is not None:
+        end = match.end()
+    elif colon is not None:
         # Without opening markup, stars after the colon belong to the value ("As a: *x*").
-        end = after.end("colon")
-    if label.needs_colon and not (colon or markup):
+        end = match.end("colon")
+    elif label.needs_colon:
         return None
-    return _LabelHit(label=label, value=line[end:].strip(), colon=colon, markup=markup)
+    else:
+        end = match.end("label")
+    return _LabelHit(label, line[end:].strip(), colon is not None, open_markup is not None)
 
 
 def _clean(value: str | None) -> str | None:

@@ -196,7 +196,7 @@ def score_items(items: Iterable[BacklogItem], method: Method | str, **params: An
 def rank(scored: Iterable[tuple[BacklogItem, ScoredItem]]) -> list[ScoredItem]:
     """Assigns ranks 1..k to the scored items by the documented tie-breaks; unscored items get rank None."""
     pairs = list(scored)
-    ranked = sorted((pair for pair in pairs if pair[1].score is not None), key=_rank_key)
+    ranked = _sorted_by_rank_key([pair for pair in pairs if pair[1].score is not None])
     unranked = sorted((pair for pair in pairs if pair[1].score is None), key=lambda pair: _identity(pair[0]))
     result = [_with_rank(entry, position) for position, (_, entry) in enumerate(ranked, start=1)]
     result.extend(_with_rank(entry, None) for _, entry in unranked)
@@ -214,7 +214,26 @@ def _with_rank(entry: ScoredItem, position: int | None) -> ScoredItem:
     )
 
 
+def _sorted_by_rank_key(pairs: list[tuple[BacklogItem, ScoredItem]]) -> list[tuple[BacklogItem, ScoredItem]]:
+    """Sorts by `_rank_key`, then by `_identity` within the runs that tie on it: the same order as one sort by
+    both, but the natural-order key (the dearest part) is computed only for the items that need it."""
+    keyed = sorted(((_rank_key(pair), pair) for pair in pairs), key=lambda entry: entry[0])
+    result: list[tuple[BacklogItem, ScoredItem]] = []
+    start = 0
+    while start < len(keyed):
+        end = start + 1
+        while end < len(keyed) and keyed[end][0] == keyed[start][0]:
+            end += 1
+        if end - start == 1:
+            result.append(keyed[start][1])
+        else:  # a stable sort, as the one sort by the whole key was
+            result.extend(sorted((pair for _, pair in keyed[start:end]), key=lambda pair: _identity(pair[0])))
+        start = end
+    return result
+
+
 def _rank_key(pair: tuple[BacklogItem, ScoredItem]) -> tuple[Any, ...]:
+    """The ranking's tie-breaks up to, not including, the item's key or id (`_identity`)."""
     item, entry = pair
     confidence = item.inputs.confidence if entry.method is Method.RICE else None
     if confidence is not None and not math.isfinite(confidence):
@@ -224,7 +243,6 @@ def _rank_key(pair: tuple[BacklogItem, ScoredItem]) -> tuple[Any, ...]:
         (confidence is None, -(confidence or 0.0)),
         _last_if_none(item.due_date),
         _last_if_none(_instant(item.created_at)),
-        _identity(item),
     )
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -131,10 +131,17 @@ class BacklogItem(BaseModel):
 _NOT_HASHED = frozenset({"remote_values", "updated_at"})
 
 
+_HASH_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def hash_payload(payload: dict[str, Any]) -> str:
-    """The content hash of BacklogItem.hashed_values(); stored hashes depend on this exact encoding."""
-    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()
+    """The content hash of BacklogItem.hashed_values(); stored hashes depend on this exact encoding.
+
+    Compact UTF-8 JSON with sorted keys (orjson: a tenth of the standard library's time, which was a third of
+    storing a page). Until 2026-12 the hash was of `json.dumps(sort_keys=True)`'s ASCII-escaped text: after that
+    upgrade, the first sync of each source finds every item changed once and rewrites its row; the tools get no
+    writes from it, as planning compares values, not hashes."""
+    return hashlib.sha256(orjson.dumps(payload, option=_HASH_OPTIONS, default=str)).hexdigest()
 
 
 # The fields backlog-sync owns and writes back. Everything else belongs to the user.

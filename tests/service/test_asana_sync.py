@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,17 @@ def source(url: str, **extra) -> dict:
             "projects": [EN_PROJECT, FR_PROJECT], "plan": "paid", "schedule": {"reconcile_every": 1000}, **extra}
 
 
+@contextmanager
+def syncing(engine, url: str, **extra) -> Iterator[SyncService]:
+    """A sync service over the emulated Asana with one source (`source(url, **extra)`), closed afterwards."""
+    sync = SyncService(engine=engine, config=AppConfig.model_validate({"sources": [source(url, **extra)]}),
+                       policy=FAST_RETRIES)
+    try:
+        yield sync
+    finally:
+        sync.close()
+
+
 def stored_ids(engine) -> set[str]:
     with session_scope(engine) as db:
         return set(db.execute(select(ItemRow.external_id).where(ItemRow.source == "mkt")).scalars())
@@ -62,9 +74,7 @@ def test_an_asana_config_is_accepted_and_checked(tmp_path: Path, monkeypatch: py
 
 def test_expired_tokens_then_reconcile_find_what_events_did_not(asana, engine) -> None:
     workspace, state, url = asana
-    config = AppConfig.model_validate({"sources": [source(url)]})
-    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
-    try:
+    with syncing(engine, url) as sync:
         first = sync.run("mkt", mode="full", trigger="cli")
         assert first.status == "succeeded", first.error
         assert stored_ids(engine) == set(workspace.tasks)
@@ -94,18 +104,12 @@ def test_expired_tokens_then_reconcile_find_what_events_did_not(asana, engine) -
         assert reconcile.status == "succeeded", reconcile.error
         assert reconcile.items_removed == 2
         assert stored_ids(engine) == set(workspace.tasks) - {"1203000000000006"}
-    finally:
-        sync.close()
 
 
 def test_an_unknown_project_pauses_the_source_with_a_clear_reason(asana, engine) -> None:
     _, state, url = asana
-    config = AppConfig.model_validate({"sources": [{**source(url), "projects": [EN_PROJECT, "999"]}]})
-    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
-    try:
+    with syncing(engine, url, projects=[EN_PROJECT, "999"]) as sync:
         result = sync.run("mkt", mode="full", trigger="cli")
-    finally:
-        sync.close()
     assert result.status == "failed"
     error = result.error or ""
     assert error.startswith("paused:") and "'999'" in error and "sources[].projects" in error and "HTTP 404" in error
@@ -118,12 +122,8 @@ def test_a_score_field_without_two_decimals_pauses_the_source_saying_what_to_set
     workspace, _, url = asana
     score = next(gid for gid, spec in workspace.custom_fields.items() if spec["name"] == "Marketing score")
     workspace.custom_fields[score]["precision"] = 0
-    config = AppConfig.model_validate({"sources": [source(url)]})
-    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
-    try:
+    with syncing(engine, url) as sync:
         result = sync.run("mkt", mode="full", trigger="cli")
-    finally:
-        sync.close()
     assert result.status == "failed"
     assert "'Marketing score'" in (result.error or "") and "precision 0" in (result.error or "")
     assert not stored_ids(engine)
@@ -140,17 +140,13 @@ def test_no_projects_is_a_fatal_error() -> None:
 
 def test_a_comment_goes_through_the_outbox_as_a_story(asana, engine) -> None:
     workspace, state, url = asana
-    config = AppConfig.model_validate({"sources": [source(url)]})
-    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
-    try:
+    with syncing(engine, url) as sync:
         assert sync.run("mkt", mode="full", trigger="cli").status == "succeeded"
         OutboxWorker(engine=engine, sync_service=sync).drain()
         with session_scope(engine) as db:
             db.add(OutboxRow(source="mkt", external_id="1203000000000001", field="comment",
                              value="KPI newsletter-revenue: 82% of the Q1 target"))
         drained = OutboxWorker(engine=engine, sync_service=sync).drain()
-    finally:
-        sync.close()
     assert drained.sent == 1 and drained.failed == 0, drained.errors
     assert state.hits("POST", "/tasks/{task_gid}/stories") == 1
     assert workspace.tasks["1203000000000001"].stories[-1]["text"] == "KPI newsletter-revenue: 82% of the Q1 target"
@@ -158,10 +154,8 @@ def test_a_comment_goes_through_the_outbox_as_a_story(asana, engine) -> None:
 
 def test_a_full_sync_reconciles_with_the_tasks_it_read_instead_of_listing_them_again(asana, engine) -> None:
     workspace, state, url = asana
-    config = AppConfig.model_validate({"sources": [source(url)]})
-    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
     listing = "/projects/{project_gid}/tasks"
-    try:
+    with syncing(engine, url) as sync:
         assert sync.run("mkt", mode="full", trigger="cli").status == "succeeded"
         assert stored_ids(engine) == set(workspace.tasks)
         # Deleted in Asana, and no event read: only a reconcile can notice it.
@@ -181,8 +175,6 @@ def test_a_full_sync_reconciles_with_the_tasks_it_read_instead_of_listing_them_a
         assert reconcile.items_removed == 1
         assert stored_ids(engine) == set(workspace.tasks)
         assert state.hits("GET", listing) - before == 2  # the gid listing of each project
-    finally:
-        sync.close()
 
 
 def test_a_task_stored_by_a_webhook_during_a_full_sync_is_not_removed_by_its_reconcile(asana, engine) -> None:
@@ -190,15 +182,13 @@ def test_a_task_stored_by_a_webhook_during_a_full_sync_is_not_removed_by_its_rec
     from service.sync import upsert_items
 
     workspace, _, url = asana
-    config = AppConfig.model_validate({"sources": [source(url)]})
-    sync = SyncService(engine=engine, config=config, policy=FAST_RETRIES)
     late = "1203000000099999"  # created in Asana after the read passed it: the read's gids do not have it
 
     def webhook_meanwhile(_seen: int) -> None:
         with session_scope(engine) as db:  # what the inbox stores for the task's "added" event
             upsert_items(db, "mkt", [BacklogItem(source="mkt", external_id=late, title="Created mid-read")])
 
-    try:
+    with syncing(engine, url) as sync:
         full = sync.run("mkt", mode="full", trigger="cli", progress=webhook_meanwhile)
         assert full.status == "succeeded", full.error
         assert late in stored_ids(engine)
@@ -207,5 +197,3 @@ def test_a_task_stored_by_a_webhook_during_a_full_sync_is_not_removed_by_its_rec
         assert reconcile.status == "succeeded", reconcile.error
         assert reconcile.items_removed == 1
         assert stored_ids(engine) == set(workspace.tasks)
-    finally:
-        sync.close()

@@ -139,8 +139,9 @@ def hash_payload(payload: dict[str, Any]) -> str:
 
     Compact UTF-8 JSON with sorted keys (orjson: a tenth of the standard library's time, which was a third of
     storing a page). Until 2026-12 the hash was of `json.dumps(sort_keys=True)`'s ASCII-escaped text: after that
-    upgrade, the first sync of each source finds every item changed once and rewrites its row; the tools get no
-    writes from it, as planning compares values, not hashes."""
+    upgrade, the first sync of each source finds the items with non-ASCII text (and some floats, 1e-07, that
+    the two write differently) changed once and rewrites their rows; the tools get no writes from it, as
+    planning compares values, not hashes."""
     return hashlib.sha256(orjson.dumps(payload, option=_HASH_OPTIONS, default=str)).hexdigest()
 
 

@@ -392,7 +392,8 @@ class AppConfig(Strict):
     webhook_debounce_seconds: float = Field(0.25, ge=0, le=60, description="a burst for one item = one refresh")
     lease_seconds: int = Field(
         120, ge=2, le=3600,
-        description="a sync holds its source this long, renewed with every page; a dead holder blocks it no longer",
+        description="a sync holds its source this long, renewed with every stored batch of pages; "
+                    "a dead holder blocks it no longer",
     )
     claim_seconds: int = Field(
         120, ge=2, le=3600,

@@ -382,82 +382,102 @@ _DONE = object()
 
 
 BATCH_RECORDS = 1000  # records stored per transaction: a tool's small pages (Asana's 100) are stored together
-BATCH_SECONDS = 0.5  # ... and is stored as soon as a page arrives this long after its first one
+BATCH_SECONDS = 0.5  # ... but no page waits longer than this for the pages after it
 
 
-def prefetch(pages: Iterator[Page], *, batch_records: int = BATCH_RECORDS,
-             batch_seconds: float = BATCH_SECONDS) -> Iterator[tuple[datetime, Page, int]]:
+def prefetch(pages: Iterator[Page], *, batch_records: int | None = None,
+             batch_seconds: float | None = None) -> Iterator[tuple[datetime, Page, int]]:
     """Reads pages on a thread while the previous batch is mapped and stored (the tool's latency hides behind
     our work), and joins consecutive pages into batches of about `batch_records` records, so that a tool with
     small pages costs one transaction per thousand records rather than one per page.
 
     Yields (when the read of the batch's first page began, the batch as one Page, how many pages it joins).
-    A batch ends at `batch_records`, after a page that deleted ids (so that deletions apply in the tool's
-    order: nothing read after them is stored before them), with the first page that arrives `batch_seconds`
-    or more after its first one, and at the end. Its cursor is its last page's cursor that is not None. At
-    most one batch waits while the next is read, so memory stays at about two batches. An error of the
-    reader is raised here, in order, after the batch of the pages read before it."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    A batch is handed over once it holds `batch_records` records, right after a page that deleted ids (so
+    that deletions apply in the tool's order: nothing read after them is stored before them), `batch_seconds`
+    after its first page arrived if no more came meanwhile, and at the end. Its cursor is its last page's
+    cursor that is not None. The reader runs ahead by at most `batch_records` records (plus the page it is
+    reading), so memory stays at about two batches. An error of the reader is raised here, in order, after
+    the batch of the pages read before it. The defaults are BATCH_RECORDS and BATCH_SECONDS."""
+    limit = BATCH_RECORDS if batch_records is None else batch_records
+    wait = BATCH_SECONDS if batch_seconds is None else batch_seconds
+    handoff: queue.Queue[Any] = queue.Queue()
+    buffered = threading.Condition()
+    ahead = [0]  # records read and not yet taken by the consumer
     stop = threading.Event()
 
-    def put(entry: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(entry, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def put(entry: Any, records: int = 0) -> bool:
+        with buffered:
+            while ahead[0] >= limit and not stop.is_set():
+                buffered.wait(timeout=0.2)
+            if stop.is_set():
+                return False
+            ahead[0] += records
+        handoff.put(entry)
+        return True
 
     def read() -> None:
-        batch: list[Any] = []  # [read started, Page, pages joined, monotonic time of its first page]
-
-        def hand_over() -> bool:
-            ready, batch[:] = batch[:3], []
-            return put(tuple(ready))
-
         try:
             while not stop.is_set():
                 started = utcnow()
                 page = next(pages, _DONE)
-                if page is _DONE:
+                if page is _DONE or not put((started, page), len(page.records)):
                     break
-                if not batch:
-                    batch[:] = [started, Page(list(page.records), page.cursor, list(page.deleted_ids)), 1,
-                                time.monotonic()]
-                else:
-                    joined: Page = batch[1]
-                    joined.records.extend(page.records)
-                    joined.deleted_ids.extend(page.deleted_ids)
-                    if page.cursor is not None:
-                        joined.cursor = page.cursor
-                    batch[2] += 1
-                if (len(batch[1].records) >= batch_records or batch[1].deleted_ids
-                        or time.monotonic() - batch[3] >= batch_seconds) and not hand_over():
-                    return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            if not batch or hand_over():
-                put(exc)
+            handoff.put(exc)
             return
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
                 close()
-        if not batch or hand_over():
-            put(_DONE)
+        handoff.put(_DONE)
+
+    def take(timeout: float | None) -> Any:
+        entry = handoff.get(timeout=timeout)
+        if isinstance(entry, tuple):
+            with buffered:
+                ahead[0] -= len(entry[1].records)
+                buffered.notify_all()
+        return entry
 
     reader = threading.Thread(target=read, name="page-reader", daemon=True)
     reader.start()
     try:
-        while True:
-            entry = handoff.get()
+        pending: BaseException | None = None
+        finished = False
+        while not finished and pending is None:
+            entry = take(None)
             if entry is _DONE:
                 return
             if isinstance(entry, BaseException):
                 raise entry
-            yield entry
+            started, first = entry
+            batch = Page(list(first.records), first.cursor, list(first.deleted_ids))
+            joined = 1
+            deadline = time.monotonic() + wait
+            while len(batch.records) < limit and not batch.deleted_ids:
+                try:
+                    entry = take(max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break  # the next page is slow: store what came
+                if entry is _DONE:
+                    finished = True
+                    break
+                if isinstance(entry, BaseException):
+                    pending = entry  # raised after the pages read before it are stored
+                    break
+                page = entry[1]
+                batch.records.extend(page.records)
+                batch.deleted_ids.extend(page.deleted_ids)
+                if page.cursor is not None:
+                    batch.cursor = page.cursor
+                joined += 1
+            yield started, batch, joined
+        if pending is not None:
+            raise pending
     finally:
         stop.set()
+        with buffered:
+            buffered.notify_all()
         reader.join(timeout=30)
 
 

@@ -75,8 +75,8 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 def test_kill_during_full_sync_and_write_back_then_resume(tmp_path: Path, database_url: str, jira) -> None:
     site, server, sandbox = jira
-    # A slow Jira: its pages of 100 are stored about three a batch (service.sync.BATCH_SECONDS), so the kill
-    # comes between two batches of the full sync.
+    # A slow Jira: its pages of 100 are stored about two a batch (one page 0.3 s, service.sync.BATCH_SECONDS
+    # 0.5 s), so the kill comes between two batches of the full sync.
     sandbox.inject(route="/rest/api/3/search/jql", method="POST", delay=0.3, times=-1)
     in_scope = sum(1 for issue in site.issues.values() if issue.project == "MKT")
     cluster = Cluster(write_config(tmp_path / "config.yaml", server.url, lease_seconds=3, claim_seconds=3,

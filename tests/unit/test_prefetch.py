@@ -11,6 +11,8 @@ import pytest
 from connectors.base import Page
 from service.sync import prefetch
 
+FOREVER = float("inf")  # no time limit: the shape of the batches depends on the pages alone
+
 
 def pages_of(sizes: list[int], *, deleted: dict[int, list[str]] | None = None,
              cursors: dict[int, str | None] | None = None) -> Iterator[Page]:
@@ -22,7 +24,7 @@ def pages_of(sizes: list[int], *, deleted: dict[int, list[str]] | None = None,
 
 
 def test_small_pages_are_joined_into_batches_of_the_record_count_in_order() -> None:
-    batches = list(prefetch(pages_of([100] * 25), batch_records=1000))
+    batches = list(prefetch(pages_of([100] * 25), batch_records=1000, batch_seconds=FOREVER))
     assert [(len(page.records), joined) for _, page, joined in batches] == [(1000, 10), (1000, 10), (500, 5)]
     assert [page.cursor for _, page, _ in batches] == ["c9", "c19", "c24"]  # each batch's last page's cursor
     ids = [record["id"] for _, page, _ in batches for record in page.records]
@@ -32,21 +34,21 @@ def test_small_pages_are_joined_into_batches_of_the_record_count_in_order() -> N
 
 
 def test_large_pages_stay_one_batch_each() -> None:
-    batches = list(prefetch(pages_of([1000, 1000, 22]), batch_records=1000))
+    batches = list(prefetch(pages_of([1000, 1000, 22]), batch_records=1000, batch_seconds=FOREVER))
     assert [(len(page.records), joined) for _, page, joined in batches] == [(1000, 1), (1000, 1), (22, 1)]
 
 
 def test_a_page_that_deletes_ends_its_batch_so_later_pages_are_stored_after_the_deletion() -> None:
     # Page 2 removes "0.1"; were page 3 joined with it, a record of page 3 would be stored before that removal.
-    batches = list(prefetch(pages_of([3, 3, 3, 3], deleted={1: ["0.1"]}), batch_records=1000))
+    batches = list(prefetch(pages_of([3, 3, 3, 3], deleted={1: ["0.1"]}), batch_records=1000, batch_seconds=FOREVER))
     assert [(len(page.records), page.deleted_ids, joined) for _, page, joined in batches] == [
         (6, ["0.1"], 2), (6, [], 2)]
 
 
 def test_a_page_without_cursor_leaves_the_batch_cursor_at_the_last_page_that_had_one() -> None:
-    batches = list(prefetch(pages_of([5, 5, 5], cursors={0: None, 2: None}), batch_records=1000))
+    batches = list(prefetch(pages_of([5, 5, 5], cursors={0: None, 2: None}), batch_records=1000, batch_seconds=FOREVER))
     assert [(page.cursor, joined) for _, page, joined in batches] == [("c1", 3)]
-    (only,) = list(prefetch(pages_of([5, 5], cursors={0: None, 1: None}), batch_records=1000))
+    (only,) = list(prefetch(pages_of([5, 5], cursors={0: None, 1: None}), batch_records=1000, batch_seconds=FOREVER))
     assert only[1].cursor is None  # nothing moved the cursor: the stored one stays
 
 
@@ -57,9 +59,22 @@ def test_an_error_comes_after_the_batch_of_the_pages_read_before_it() -> None:
 
     seen: list[tuple[int, int]] = []
     with pytest.raises(RuntimeError, match="page 4"):
-        for _, page, joined in prefetch(failing(), batch_records=1000):
+        for _, page, joined in prefetch(failing(), batch_records=1000, batch_seconds=FOREVER):
             seen.append((len(page.records), joined))
     assert seen == [(30, 3)]  # the three pages read are stored before the error ends the run
+
+
+def test_a_page_is_handed_over_when_the_next_one_is_late_not_when_it_arrives() -> None:
+    def late_second() -> Iterator[Page]:
+        pages = pages_of([10, 10])
+        yield next(pages)
+        time.sleep(1.0)  # a tool retrying, or rate limited
+        yield next(pages)
+
+    started = time.monotonic()
+    handed = [(joined, time.monotonic() - started) for _, _, joined in prefetch(late_second(), batch_seconds=0.1)]
+    assert [joined for joined, _ in handed] == [1, 1]
+    assert handed[0][1] < 0.8, handed  # stored 0.1 s after it came, not after the late page
 
 
 def test_a_slow_tool_gets_its_batch_stored_without_waiting_for_a_thousand_records() -> None:
@@ -85,7 +100,7 @@ def test_the_reader_stops_and_closes_the_pages_when_the_consumer_stops_early() -
         finally:
             closed.append(True)
 
-    reader = prefetch(endless(), batch_records=1000)
+    reader = prefetch(endless(), batch_records=1000, batch_seconds=FOREVER)
     _, first, joined = next(reader)
     assert (len(first.records), joined) == (1000, 2)
     reader.close()  # the consumer failed while storing: the reader thread must not keep reading

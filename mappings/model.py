@@ -137,11 +137,11 @@ _HASH_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 def hash_payload(payload: dict[str, Any]) -> str:
     """The content hash of BacklogItem.hashed_values(); stored hashes depend on this exact encoding.
 
-    Compact UTF-8 JSON with sorted keys (orjson: a tenth of the standard library's time, which was a third of
-    storing a page). Until 2026-12 the hash was of `json.dumps(sort_keys=True)`'s ASCII-escaped text: after that
-    upgrade, the first sync of each source finds the items with non-ASCII text (and some floats, 1e-07, that
-    the two write differently) changed once and rewrites their rows; the tools get no writes from it, as
-    planning compares values, not hashes."""
+    Compact UTF-8 JSON with sorted keys (orjson: under the profiler, 0.09 s per 10,000 items against 0.41 s
+    for `json.dumps`, which was about a quarter of storing them). Until 2026-12 the hash was of
+    `json.dumps(sort_keys=True)`'s ASCII-escaped text: after that upgrade, the first sync of each source finds
+    the items with non-ASCII text (and some floats, 1e-07, that the two write differently) changed once and
+    rewrites their rows; the tools get no writes from it, as planning compares values, not hashes."""
     return hashlib.sha256(orjson.dumps(payload, option=_HASH_OPTIONS, default=str)).hexdigest()
 
 

@@ -25,6 +25,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from mappings.model import BacklogItem, Method, Problem, Quadrant, ScoringInputs
@@ -217,18 +219,12 @@ def _with_rank(entry: ScoredItem, position: int | None) -> ScoredItem:
 def _sorted_by_rank_key(pairs: list[tuple[BacklogItem, ScoredItem]]) -> list[tuple[BacklogItem, ScoredItem]]:
     """Sorts by `_rank_key`, then by `_identity` within the runs that tie on it: the same order as one sort by
     both, but the natural-order key (the dearest part) is computed only for the items that need it."""
-    keyed = sorted(((_rank_key(pair), pair) for pair in pairs), key=lambda entry: entry[0])
+    keyed = sorted(((_rank_key(pair), pair) for pair in pairs), key=itemgetter(0))
     result: list[tuple[BacklogItem, ScoredItem]] = []
-    start = 0
-    while start < len(keyed):
-        end = start + 1
-        while end < len(keyed) and keyed[end][0] == keyed[start][0]:
-            end += 1
-        if end - start == 1:
-            result.append(keyed[start][1])
-        else:  # a stable sort, as the one sort by the whole key was
-            result.extend(sorted((pair for _, pair in keyed[start:end]), key=lambda pair: _identity(pair[0])))
-        start = end
+    for _, run in groupby(keyed, key=itemgetter(0)):
+        tied = [pair for _, pair in run]
+        # A stable sort, as the one sort by the whole key was; a run of one needs no key.
+        result.extend(tied if len(tied) == 1 else sorted(tied, key=lambda pair: _identity(pair[0])))
     return result
 
 

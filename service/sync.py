@@ -402,17 +402,18 @@ def prefetch(pages: Iterator[Page], *, batch_records: int | None = None,
     wait = BATCH_SECONDS if batch_seconds is None else batch_seconds
     handoff: queue.Queue[Any] = queue.Queue()
     buffered = threading.Condition()
-    ahead = [0]  # records read and not yet taken by the consumer
+    ahead = 0  # records read and not yet taken by the consumer (under `buffered`)
     stop = threading.Event()
 
-    def put(entry: Any, records: int = 0) -> bool:
+    def put(started: datetime, page: Page) -> bool:
+        nonlocal ahead
         with buffered:
-            while ahead[0] >= limit and not stop.is_set():
+            while ahead >= limit and not stop.is_set():
                 buffered.wait(timeout=0.2)
             if stop.is_set():
                 return False
-            ahead[0] += records
-        handoff.put(entry)
+            ahead += len(page.records)
+        handoff.put((started, page))
         return True
 
     def read() -> None:
@@ -420,7 +421,7 @@ def prefetch(pages: Iterator[Page], *, batch_records: int | None = None,
             while not stop.is_set():
                 started = utcnow()
                 page = next(pages, _DONE)
-                if page is _DONE or not put((started, page), len(page.records)):
+                if page is _DONE or not put(started, page):
                     break
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             handoff.put(exc)
@@ -432,10 +433,11 @@ def prefetch(pages: Iterator[Page], *, batch_records: int | None = None,
         handoff.put(_DONE)
 
     def take(timeout: float | None) -> Any:
+        nonlocal ahead
         entry = handoff.get(timeout=timeout)
         if isinstance(entry, tuple):
             with buffered:
-                ahead[0] -= len(entry[1].records)
+                ahead -= len(entry[1].records)
                 buffered.notify_all()
         return entry
 

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from service.config import SourceConfig
-from service.db import lock_source, session_scope
+from service.db import execute_many, lock_source, session_scope
 from service.registry import owned_fields
 from service.tables import ItemRow, OutboxRow, utcnow
 
@@ -90,10 +90,10 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
                                  "created_at": now, "next_attempt_at": now})
                 planned += 1
             if len(new_rows) >= BATCH:
-                writer.execute(insert(outbox), new_rows)
+                execute_many(writer, insert(outbox), new_rows)
                 new_rows = []
         if new_rows:
-            writer.execute(insert(outbox), new_rows)
+            execute_many(writer, insert(outbox), new_rows)
         superseded.sort()  # rows locked in id order, as every writer does
         for start in range(0, len(superseded), SUPERSEDE_BATCH):
             # A row a worker claimed since the read is superseded too (the worker drops it before sending);

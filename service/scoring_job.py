@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from mappings.model import Problem
 from service.config import SourceConfig
-from service.db import lock_source, session_scope
+from service.db import execute_many, lock_source, session_scope
 from service.scoring import rank, score_item
 from service.tables import ItemRow, KpiReachRow
 
@@ -126,6 +126,6 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
         del current
         changes.sort(key=lambda change: change["row_id"])  # rows locked in id order, as every writer does
         for start in range(0, len(changes), BATCH):
-            connection.execute(statement, changes[start:start + BATCH])
+            execute_many(connection, statement, changes[start:start + BATCH])
             changed += len(changes[start:start + BATCH])
         return changed

@@ -28,7 +28,7 @@ from connectors.base import (
 )
 from mappings.model import OWNED_FIELDS, BacklogItem, hash_payload
 from service.config import AppConfig, SourceConfig
-from service.db import session_scope
+from service.db import execute_many, session_scope
 from service.heap import long_lived_heap_frozen
 from service.logs import correlation_id
 from service.outbox import WORKER_ID
@@ -538,10 +538,10 @@ def upsert_items(db: Any, source: str, items: list[BacklogItem], *, read_started
     for batch in (touched, rewritten):
         if batch:
             batch.sort(key=lambda values: values["row_id"])  # rows locked in id order, as every writer does
-            db.execute(update(table).where(by_row), batch)
+            execute_many(db, update(table).where(by_row), batch)
     if new_rows:
         # Core inserts: building ORM objects for thousands of new items costs more than the rest of the page.
-        db.execute(insert(table), new_rows)
+        execute_many(db, insert(table), new_rows)
     return changed + len(new_rows)
 
 

@@ -65,9 +65,10 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
         new_rows: list[dict[str, Any]] = []
         now = utcnow()
         writer = db.connection()  # inserts in batches while the read streams from its own cursor
-        rows = db.execute(
-            select(ItemRow.external_id, ItemRow.score, ItemRow.rank, ItemRow.remote_values)
-            .where(ItemRow.source == source.name)
+        items = ItemRow.__table__
+        rows = writer.execute(
+            select(items.c.external_id, items.c.score, items.c.rank, items.c.remote_values)
+            .where(items.c.source == source.name)
             .execution_options(yield_per=BATCH)
         )
         for external_id, score, rank, remote_values in rows:

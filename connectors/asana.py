@@ -27,7 +27,6 @@ with the fresh token from the 412 stored for next time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -55,6 +54,7 @@ from connectors.base import (
     SkippableError,
     WebhookEvent,
     call_with_policy,
+    credential_fingerprint,
     with_last,
 )
 
@@ -101,7 +101,7 @@ _token_slots: dict[str, tuple[threading.BoundedSemaphore, threading.BoundedSemap
 def token_slots(token: str) -> tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]:
     """The process-wide (reads, writes) in-flight slots of one token: Asana's concurrency limits count per token,
     so every connector (every source) using the token shares them, as they share its rate limiter."""
-    key = hashlib.sha256(token.encode()).hexdigest()[:16]  # the token itself is not kept as a key
+    key = credential_fingerprint(token)  # the token itself is not kept as a key
     with _slots_lock:
         if key not in _token_slots:
             _token_slots[key] = (threading.BoundedSemaphore(MAX_READS_IN_FLIGHT),

@@ -11,6 +11,7 @@ limiter, observers, table (`error_for_status`) and retry loop (`run_with_retry`)
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import random
@@ -312,6 +313,11 @@ class LimiterGroup:
 
 _shared_limiters: dict[str, RateLimiter] = {}
 _shared_lock = threading.Lock()
+
+
+def credential_fingerprint(secret: str) -> str:
+    """A stable name for a credential (a limiter's scope, a key of per-token state) that does not hold it."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def shared_limiter(scope: str, windows: Iterable[tuple[int, float]]) -> RateLimiter:

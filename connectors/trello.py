@@ -30,7 +30,6 @@ the reconcile.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -51,6 +50,7 @@ from connectors.base import (
     RetryPolicy,
     SkippableError,
     WebhookEvent,
+    credential_fingerprint,
     error_for_status,
     make_session,
     shared_limiter,
@@ -74,11 +74,6 @@ ACTION_FILTER = ",".join(sorted(CARD_ACTIONS))
 NO_ACTION = "0" * 24
 BATCH = 10  # GET /1/batch takes at most 10 routes
 _CARD_REF = re.compile(r"[0-9a-fA-F]{24}|[A-Za-z0-9]{8}")  # an id or a short link; nothing else reaches a URL
-
-
-def _fingerprint(secret: str) -> str:
-    """A stable name for a credential's limiter that does not hold the credential itself."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def parse_cursor(cursor: str | None) -> dict[str, str]:
@@ -135,8 +130,10 @@ class TrelloConnector:
         token_limit = token_limit or TOKEN_LIMIT
         key_limit = key_limit or KEY_LIMIT
         self.limiter = LimiterGroup([
-            shared_limiter(f"trello-token:{_fingerprint(token)}", [(token_limit[0], token_limit[1] * WINDOW_MARGIN)]),
-            shared_limiter(f"trello-key:{_fingerprint(api_key)}", [(key_limit[0], key_limit[1] * WINDOW_MARGIN)]),
+            shared_limiter(f"trello-token:{credential_fingerprint(token)}",
+                           [(token_limit[0], token_limit[1] * WINDOW_MARGIN)]),
+            shared_limiter(f"trello-key:{credential_fingerprint(api_key)}",
+                           [(key_limit[0], key_limit[1] * WINDOW_MARGIN)]),
         ])
         # Trello's 429 has no Retry-After and its window is 10 s: wait a whole window, not 0.5 s, 1 s, 2 s...
         self._session = make_session(vendor=VENDOR, policy=policy or RetryPolicy(), limiter=self.limiter,

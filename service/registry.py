@@ -5,13 +5,12 @@ Adding a tool means adding one ToolAdapter here; the sync engine, outbox and web
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import RateLimiter, RetryPolicy, WorkItemSource, shared_limiter
+from connectors.base import RateLimiter, RetryPolicy, WorkItemSource, credential_fingerprint, shared_limiter
 from mappings.model import BacklogItem
 from mappings.profile import Profile, default_profile, fold
 from service.config import SourceConfig, WriteBack
@@ -84,7 +83,7 @@ def _build_asana(source: Any, policy: RetryPolicy) -> WorkItemSource:
     token = source.token.resolve()
     per_minute = plan_requests_per_minute(source.plan, source.requests_per_minute)
     # Asana counts requests per token, whichever source sends them: one limiter per token in the process.
-    limiter = shared_limiter(f"asana-token:{hashlib.sha256(token.encode()).hexdigest()[:16]}",
+    limiter = shared_limiter(f"asana-token:{credential_fingerprint(token)}",
                              [(per_minute, RATE_WINDOW_SECONDS)])
     return AsanaConnector(base_url=source.base_url, token=token, projects=source.projects, policy=policy,
                           limiter=limiter,

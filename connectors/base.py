@@ -169,6 +169,11 @@ def _redact_url(url: str) -> str:
 # The retry policy: one loop, exponential back-off with jitter, Retry-After wins when given.
 
 
+# The jitter's own generator: drawing from the `random` module's shared one would move the state that other code
+# (a test framework replaying its draws, a seeded simulation) relies on, from whatever thread is retrying.
+_JITTER = random.Random()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5
@@ -181,7 +186,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.max_delay)
         backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return backoff * (1 + random.uniform(0, self.jitter))
+        return backoff * (1 + _JITTER.uniform(0, self.jitter))
 
 
 RetryObserver = Callable[[int, float, ConnectorError], None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -219,3 +220,11 @@ def test_session_never_calls_without_timeout(toy_server) -> None:
     with pytest.raises(RetriableError, match="Timeout"):
         session.get(f"{server.url}/thing/4")
     assert isinstance(session, requests.Session)
+
+
+def test_the_retry_jitter_draws_from_its_own_generator_not_the_random_module() -> None:
+    # A retry on some background thread must not move the shared `random` state other code replays or seeds.
+    state = random.getstate()
+    delays = {RetryPolicy(base_delay=0.5, jitter=0.5).delay(2) for _ in range(50)}
+    assert random.getstate() == state
+    assert len(delays) > 1 and all(1.0 <= delay <= 1.5 for delay in delays)  # 0.5 x 2, plus up to half of it

@@ -85,16 +85,18 @@ def execute_many(connection: Connection | Session, statement: Insert | Update, r
     the statement is compiled once for the keys of the first row, each column's values go through the bind
     processor SQLAlchemy would apply (JSON, aware datetimes as UTC, floats), the same object in a run of rows
     (the `now` of a batch) once, and the rows go to the driver's executemany as tuples. Where SQLAlchemy would
-    supply values itself (a column default, a key the rows lack) it runs the statement, as it does on every other
-    database (PostgreSQL's driver sends many rows a statement already)."""
+    supply values itself (a column default, a key the rows lack), for a statement with no bound values or with
+    execution options of its own, and on every other database (PostgreSQL's driver sends many rows a statement
+    already), SQLAlchemy runs it. Cursor events see the SQL text and the tuples, with no compiled statement."""
     if not rows:
         return
     if isinstance(connection, Session):
         connection = connection.connection()
     dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0])) if dialect.name == "sqlite" else None
+    plain = dialect.name == "sqlite" and not statement.get_execution_options()
+    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0])) if plain else None
     names = compiled.positiontup if compiled is not None and compiled.positional else None
-    if compiled is None or names is None or not set(names) <= set(rows[0]) \
+    if compiled is None or not names or not set(names) <= set(rows[0]) \
             or compiled.literal_execute_params or compiled.post_compile_params:
         connection.execute(statement, rows)
         return

@@ -97,10 +97,11 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
             execute_many(writer, insert(outbox), new_rows)
         superseded.sort()  # rows locked in id order, as every writer does
         for start in range(0, len(superseded), SUPERSEDE_BATCH):
-            # A row a worker claimed since the read is superseded too (the worker drops it before sending);
-            # one already settled (sent, failed) keeps its outcome.
+            # Only rows still pending: one a worker claimed since the read may be on its way to the tool, and
+            # marking it superseded would let a newer write of the field go out beside it; the worker drops it
+            # itself if it has not sent yet (a newer row of the field exists), and one settled keeps its outcome.
             writer.execute(update(outbox).where(outbox.c.id.in_(superseded[start:start + SUPERSEDE_BATCH]),
-                                                outbox.c.status.in_(("pending", "sending")))
+                                                outbox.c.status == "pending")
                            .values(status="superseded"))
     return planned
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select, text, update
+from sqlalchemy import bindparam, event, insert, literal_column, select, text, update
 from sqlalchemy.engine import Engine
 
 from service.db import execute_many, session_scope
@@ -118,3 +118,15 @@ def test_statements_sqlalchemy_must_complete_take_its_own_path(engine: Engine) -
         ("e0", 0, "pending", 0), ("e1", 1, "superseded", 0), ("e2", 2, "pending", 0), ("e3", 3, "superseded", 0),
         ("e4", 4, "pending", 0)]
     assert all(r.next_attempt_at is not None for r in rows)
+
+
+def test_a_statement_without_bound_values_or_with_its_own_options_runs_once_a_row(engine: Engine) -> None:
+    outbox = OutboxRow.__table__
+    with session_scope(engine) as db:
+        db.add(OutboxRow(source="mkt", external_id="e", field="score", value=1))
+    bump = update(outbox).values(attempts=outbox.c.attempts + literal_column("1"))  # nothing bound: all inline
+    with session_scope(engine) as db:
+        execute_many(db, bump, [{}, {}, {}])
+        execute_many(db, bump.execution_options(synchronize_session=False), [{}, {}])
+    with session_scope(engine) as db:
+        assert db.execute(select(OutboxRow.attempts)).scalar_one() == 5

@@ -3,11 +3,14 @@ still wanted is left alone, one in flight is never touched, and a value that cha
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from types import SimpleNamespace
+
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from service.config import AppConfig
 from service.db import session_scope
+from service.outbox import OutboxWorker, claim
 from service.planning import SUPERSEDE_BATCH, plan_writes
 from service.tables import ItemRow, OutboxRow, SourceRow
 
@@ -79,3 +82,29 @@ def test_more_superseded_writes_than_one_statement_takes(engine: Engine) -> None
     assert plan_writes(engine, source()) == 0
     statuses = [status for *_, status in outbox(engine)]
     assert len(statuses) == count and set(statuses) == {"superseded"}
+
+
+def test_a_write_a_worker_takes_while_the_plan_runs_is_left_to_finish_before_the_newer_one(engine: Engine) -> None:
+    with session_scope(engine) as db:
+        db.add(SourceRow(name="mkt", kind="jira"))
+        db.add(item("i", 8.0, 1, {"score": 1.0, "rank": 1}))
+        db.flush()
+        db.add(queued("i", "score", 7.0))  # an older plan's value, still pending
+    worker = OutboxWorker(engine=engine, sync_service=SimpleNamespace(config=SimpleNamespace(claim_seconds=300)))
+    sending: list[OutboxRow] = []
+
+    def meanwhile(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001, ARG001
+        # After the plan read the queue, before it writes: a worker claims the 7.0 and starts sending it.
+        if statement.lstrip().startswith("SELECT") and "FROM items" in statement and not sending:
+            sending.extend(worker._take(claim(engine, limit=10, claim_seconds=300)) or [])
+
+    event.listen(engine, "before_cursor_execute", meanwhile)
+    try:
+        assert plan_writes(engine, source()) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", meanwhile)
+
+    assert [(row.value, row.status) for row in sending] == [(7.0, "sending")]
+    # The write in flight stays "sending"; the newer value waits behind it instead of going out beside it.
+    assert outbox(engine) == [("i", "score", 7.0, "sending"), ("i", "score", 8.0, "pending")]
+    assert worker._take(claim(engine, limit=10, claim_seconds=300)) is None

@@ -77,6 +77,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+# Below this many rows SQLAlchemy's own path is cheaper: it reuses its cached compilation (compiling here costs
+# about 0.25 ms), while the tuples save about 4.7 µs a row (20,000 outbox rows: 0.056 s against 0.150 s).
+MANY_ROWS = 50
+
+
 def execute_many(connection: Connection | Session, statement: Insert | Update, rows: Sequence[dict[str, Any]]) -> None:
     """`connection.execute(statement, rows)` for the thousands of rows of a sync, on SQLite without SQLAlchemy's
     work per row; every row names the same keys.
@@ -86,14 +91,15 @@ def execute_many(connection: Connection | Session, statement: Insert | Update, r
     processor SQLAlchemy would apply (JSON, aware datetimes as UTC, floats), the same object in a run of rows
     (the `now` of a batch) once, and the rows go to the driver's executemany as tuples. Where SQLAlchemy would
     supply values itself (a column default, a key the rows lack), for a statement with no bound values or with
-    execution options of its own, and on every other database (PostgreSQL's driver sends many rows a statement
-    already), SQLAlchemy runs it. Cursor events see the SQL text and the tuples, with no compiled statement."""
+    execution options of its own, for fewer than MANY_ROWS rows, and on every other database (PostgreSQL's
+    driver sends many rows a statement already), SQLAlchemy runs it. Cursor events see the SQL text and the
+    tuples, with no compiled statement."""
     if not rows:
         return
     if isinstance(connection, Session):
         connection = connection.connection()
     dialect = connection.dialect
-    plain = dialect.name == "sqlite" and not statement.get_execution_options()
+    plain = dialect.name == "sqlite" and len(rows) >= MANY_ROWS and not statement.get_execution_options()
     compiled = statement.compile(dialect=dialect, column_keys=list(rows[0])) if plain else None
     names = compiled.positiontup if compiled is not None and compiled.positional else None
     if compiled is None or not names or not set(names) <= set(rows[0]) \

@@ -49,11 +49,12 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
     outbox = OutboxRow.__table__
     with session_scope(engine) as db:
         lock_source(db, source.name)
+        writer = db.connection()  # inserts in batches while the read of the items streams from its own cursor
         # Columns, not ORM rows: while a large write-back drains (10,000 cards take Trello 17 minutes), every
         # sync reads every queued write, and 20,000 ORM objects cost more than the rest of the plan.
         pending: dict[tuple[str, str], tuple[int, str, Any]] = {
             (external_id, field): (row_id, status, value)
-            for row_id, external_id, field, status, value in db.execute(
+            for row_id, external_id, field, status, value in writer.execute(
                 select(outbox.c.id, outbox.c.external_id, outbox.c.field, outbox.c.status, outbox.c.value).where(
                     outbox.c.source == source.name,
                     outbox.c.status.in_(("pending", "sending")),
@@ -64,7 +65,6 @@ def plan_writes(engine: Engine, source: SourceConfig) -> int:
         superseded: list[int] = []  # pending rows the plan no longer wants sent
         new_rows: list[dict[str, Any]] = []
         now = utcnow()
-        writer = db.connection()  # inserts in batches while the read streams from its own cursor
         items = ItemRow.__table__
         rows = writer.execute(
             select(items.c.external_id, items.c.score, items.c.rank, items.c.remote_values)

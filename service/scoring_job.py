@@ -74,8 +74,9 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
     with session_scope(engine) as db:
         lock_source(db, source.name)
         items = ItemRow.__table__
+        connection = db.connection()
         # Core rows, not the ORM's: its result layer cost more per row than reading the columns.
-        rows = db.connection().execute(
+        rows = connection.execute(
             select(items.c.id, items.c.external_id, items.c.key, items.c.inputs, items.c.due_date,
                    items.c.created_at, items.c.score, items.c.method, items.c.rank, items.c.quadrant,
                    items.c.score_problems, items.c.status)
@@ -114,8 +115,7 @@ def rescore_source(engine: Engine, source: SourceConfig) -> int:
             current[external_id] = (row_id, score, old_method, old_rank, quadrant, problems or None)
         changes = []
         changed = 0
-        connection = db.connection()
-        statement = update(ItemRow.__table__).where(ItemRow.__table__.c.id == bindparam("row_id"))
+        statement = update(items).where(items.c.id == bindparam("row_id"))
         ranked = rank(pairs)  # type: ignore[arg-type]
         del pairs
         for scored in [*ranked, *closed]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, insert, literal_column, select, text, update
 from sqlalchemy.engine import Engine
 
-from service.db import execute_many, session_scope
+from service.db import MANY_ROWS, execute_many, session_scope
 from service.tables import ItemRow, OutboxRow
 
 PARIS = timezone(timedelta(hours=2))
@@ -85,7 +85,7 @@ def test_inserts_and_updates_store_exactly_what_sqlalchemy_stores(engine: Engine
     def changes(prefix: str) -> list[dict[str, Any]]:
         return [{"row_id": ids[f"{prefix}{n}"], "score": None if n % 4 == 0 else n * 1.25, "rank": 60 - n,
                  "score_problems": [{"field": "effort", "reason": "missing input: effort"}] if n % 2 else [],
-                 "updated_at": later} for n in range(0, 60, 2)]
+                 "updated_at": later} for n in range(60)]  # every row: enough for the bulk path
 
     statement = update(table).where(table.c.id == bindparam("row_id"))
     with session_scope(engine) as db:
@@ -130,3 +130,20 @@ def test_a_statement_without_bound_values_or_with_its_own_options_runs_once_a_ro
         execute_many(db, bump.execution_options(synchronize_session=False), [{}, {}])
     with session_scope(engine) as db:
         assert db.execute(select(OutboxRow.attempts)).scalar_one() == 5
+
+
+def test_bulk_statements_sqlalchemy_must_complete_still_take_its_path(engine: Engine) -> None:
+    # As the two tests above, with enough rows for the bulk path to be considered at all.
+    outbox = OutboxRow.__table__
+    count = MANY_ROWS + 10
+    now = datetime.now(UTC)
+    with session_scope(engine) as db:  # no status, attempts or next_attempt_at: column defaults fill them in
+        execute_many(db, insert(outbox), [{"source": "mkt", "external_id": f"e{n}", "field": "score", "value": n,
+                                           "created_at": now} for n in range(count)])
+    bump = update(outbox).values(attempts=outbox.c.attempts + literal_column("1"))  # nothing bound
+    with session_scope(engine) as db:
+        execute_many(db, bump, [{}] * count)
+    with session_scope(engine) as db:
+        rows = db.execute(select(OutboxRow).order_by(OutboxRow.id)).scalars().all()
+    assert [(r.value, r.status, r.attempts) for r in rows] == [(n, "pending", count) for n in range(count)]
+    assert all(r.next_attempt_at is not None for r in rows)
